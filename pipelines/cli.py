@@ -1,0 +1,258 @@
+"""The ``healthscore`` command line.
+
+Thin wiring only: parse options, call a pipeline stage, show the result. Errors a
+user can act on (:class:`HealthscoreError`) become a short message and a non-zero
+exit; anything else is reported as an internal error (set ``HEALTHSCORE_DEBUG=1``
+for the traceback).
+
+Exit codes: 0 success; 1 the data has row-level anomalies that will be dropped
+(``validate`` only); 2 the input or options are wrong; 3 command not built yet;
+70 internal error.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from healthscore import __version__
+from healthscore.contract import DROP, ERROR, SOURCES
+from healthscore.errors import HealthscoreError
+
+app = typer.Typer(
+    name="healthscore",
+    help="Churn-predictive customer health scores for B2B SaaS customer-success teams.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., object])
+
+EXIT_DROPS, EXIT_USER, EXIT_NOT_BUILT, EXIT_INTERNAL = 1, 2, 3, 70
+
+
+def _friendly(func: F) -> F:
+    """Turn exceptions into a clear message and exit code instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except HealthscoreError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]: no output was written")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 -- the last line of defence
+            if os.environ.get("HEALTHSCORE_DEBUG"):
+                raise
+            err.print(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+                "This is a bug in healthscore. Re-run with HEALTHSCORE_DEBUG=1 for the "
+                "traceback and report it.",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"healthscore {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Churn-predictive customer health scores for B2B SaaS customer-success teams."""
+
+
+DataOpt = Annotated[
+    Path,
+    typer.Option("--data", help="Data folder with one file per source (see docs/data-contract.md)."),
+]
+
+
+@app.command("demo-data")
+@_friendly
+def demo_data(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the demo data to.")],
+    accounts: Annotated[int, typer.Option("--accounts", min=10, help="Number of accounts.")] = 400,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same data.")] = 7,
+    truth: Annotated[
+        Path | None,
+        typer.Option("--truth", help="Folder for the generator's ground truth [default: OUT-truth]."),
+    ] = None,
+) -> None:
+    """Write a realistic simulated book of B2B SaaS accounts in the data contract."""
+    from healthscore.simulate import SimulationConfig
+    from pipelines.demo_data import default_truth_dir, write_demo_data
+
+    config = SimulationConfig(n_accounts=accounts, seed=seed)
+    with _progress() as progress:
+        task = progress.add_task("simulating", total=None)
+        book = write_demo_data(
+            out_dir, config, truth, progress=lambda s: progress.update(task, description=s)
+        )
+    table = Table(title=f"Demo data in {out_dir}", title_justify="left")
+    table.add_column("source")
+    table.add_column("rows", justify="right")
+    for name, frame in book.sources.items():
+        table.add_row(name, f"{len(frame):,}")
+    out.print(table)
+    out.print(
+        f"Ground truth (renewal decisions and their probabilities) in "
+        f"{truth or default_truth_dir(out_dir)}"
+    )
+
+
+@app.command()
+@_friendly
+def validate(
+    data: DataOpt,
+    grace_days: Annotated[
+        int, typer.Option("--grace-days", min=0, help="Days a renewal may lag a term's end.")
+    ] = 30,
+    allow_drops: Annotated[
+        bool,
+        typer.Option("--allow-drops", help="Exit 0 when the only problems are rows that get dropped."),
+    ] = False,
+) -> None:
+    """Check a data folder against the contract: rows, date range and problems per source."""
+    from pipelines.validate import check_data_folder, summarise_lifecycle
+
+    with _progress() as progress:
+        task = progress.add_task("reading", total=None)
+        validation = check_data_folder(
+            data, progress=lambda s: progress.update(task, description=f"checking {s}")
+        )
+
+    table = Table(title=f"Data folder {data}", title_justify="left")
+    for column, justify in (("source", "left"), ("file", "left"), ("rows", "right"),
+                            ("kept", "right"), ("from", "left"), ("to", "left"),
+                            ("problems", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for name in SOURCES:
+        report = validation.reports.get(name)
+        if report is None:
+            state = "[red]missing[/]" if SOURCES[name].required else "[dim]absent (optional)[/]"
+            table.add_row(name, state, "", "", "", "", "")
+            continue
+        date = lambda d: "" if d is None else d.date().isoformat()  # noqa: E731
+        n = len(report.problems)
+        table.add_row(
+            name, report.file, f"{report.rows:,}",
+            f"{report.kept_rows:,}" if validation.ok else "",
+            date(report.date_min), date(report.date_max),
+            f"[red]{n}[/]" if n else "0",
+        )
+    out.print(table)
+
+    for severity, title in ((ERROR, "Errors (the data cannot be used as it is)"),
+                            (DROP, "Rows that will be dropped")):
+        problems = [p for p in validation.all_problems if p.severity == severity]
+        if problems:
+            out.print(f"\n[bold]{title}[/]")
+            for problem in problems:
+                out.print(f"  - {problem}", highlight=False, soft_wrap=True)
+
+    if not validation.ok:
+        err.print(f"[bold red]error:[/] {len(validation.errors)} contract error(s) in {data}")
+        raise typer.Exit(EXIT_USER)
+    summary = summarise_lifecycle(validation.tables, grace_days)
+    out.print(
+        f"\nAs of {summary.as_of.date()} (last activity): {summary.accounts:,} accounts, "
+        f"{summary.active:,} active. Renewal outcomes so far: {summary.renewed:,} renewed, "
+        f"{summary.churned:,} churned ({summary.churned_by_status:,} by explicit status), "
+        f"{summary.pending:,} pending within the {grace_days}-day grace period."
+    )
+    if validation.missing_optional:
+        out.print(f"Optional sources absent: {', '.join(validation.missing_optional)}.")
+    if validation.drops and not allow_drops:
+        err.print(
+            f"[yellow]warning:[/] {sum(p.count for p in validation.drops):,} row(s) break row "
+            "rules and will be dropped by every pipeline command (exit 1; --allow-drops to accept)"
+        )
+        raise typer.Exit(EXIT_DROPS)
+    out.print("[green]OK[/]: the data follows the contract.")
+
+
+def _not_built(command: str, issue: int) -> None:
+    err.print(f"[yellow]`healthscore {command}` is not built yet[/] (planned in issue #{issue}).")
+    raise typer.Exit(EXIT_NOT_BUILT)
+
+
+@app.command()
+@_friendly
+def features(
+    data: DataOpt,
+    out_file: Annotated[Path, typer.Option("--out", help="Metric history file (.parquet/.csv).")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Last snapshot date.")] = None,
+) -> None:
+    """Build the point-in-time metric history (one row per account per snapshot)."""
+    _not_built("features", 3)
+
+
+@app.command()
+@_friendly
+def train(
+    data: DataOpt,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Learn from outcomes known by D.")] = None,
+    horizon: Annotated[int, typer.Option("--horizon", help="Churn horizon in days.")] = 90,
+    config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
+) -> None:
+    """Learn metric weights from renewal outcomes, backtest and register a model."""
+    _not_built("train", 4)
+
+
+@app.command()
+@_friendly
+def score(
+    data: DataOpt,
+    out_file: Annotated[Path, typer.Option("--out", help="Scores file (.csv/.parquet).")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Score as of this day.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model URI [default: champion].")] = None,
+) -> None:
+    """Score every account active as of D: health score, band, drivers and actions."""
+    _not_built("score", 5)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="healthscore")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Pipeline stage: write the simulated demo book to a data folder.
+
+The data goes to ``out`` in the contract's format (events as Parquet, the rest as
+CSV, marketing as CSV.gz, so every supported format is exercised). The simulator's
+ground truth goes *outside* the data folder, to ``truth_dir``, so the pipeline can
+never read it by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from healthscore.errors import HealthscoreError
+from healthscore.simulate import DemoBook, SimulationConfig, simulate_book
+from pipelines.io import atomic_dir, write_table
+
+FORMATS = {"events": ".parquet", "marketing": ".csv.gz"}
+DEFAULT_FORMAT = ".csv"
+MARKER = ".healthscore-demo"
+
+
+def default_truth_dir(out: Path) -> Path:
+    """``data/demo`` -> ``data/demo-truth``."""
+    return out.with_name(f"{out.name}-truth")
+
+
+def write_demo_data(
+    out: Path,
+    config: SimulationConfig,
+    truth_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> DemoBook:
+    """Simulate a book and write it atomically (each folder appears complete or not at all)."""
+    truth_dir = truth_dir or default_truth_dir(out)
+    for folder in (out, truth_dir):
+        # The folder is replaced whole: never wipe one that holds someone's own files.
+        if folder.exists() and any(folder.iterdir()) and not (folder / MARKER).exists():
+            raise HealthscoreError(
+                f"{folder}: exists and is not a healthscore demo folder; "
+                "refusing to overwrite it (choose another --out or remove it)"
+            )
+    book = simulate_book(config, progress=progress)
+    with atomic_dir(out) as tmp:
+        (tmp / MARKER).write_text(f"seed={config.seed} accounts={config.n_accounts}\n")
+        for name, table in book.sources.items():
+            if progress:
+                progress(f"writing {name}")
+            write_table(table, tmp / f"{name}{FORMATS.get(name, DEFAULT_FORMAT)}", source=name)
+    with atomic_dir(truth_dir) as tmp:
+        (tmp / MARKER).write_text(f"seed={config.seed} accounts={config.n_accounts}\n")
+        for name, table in book.truth.items():
+            write_table(table, tmp / f"{name}.parquet")
+    return book

@@ -1,0 +1,164 @@
+"""Reading the data folder and writing outputs atomically.
+
+The only place that touches files. Reading turns every way a file can be broken
+(empty, not UTF-8, ragged rows, corrupt Parquet) into a :class:`DataContractError`
+that names the file and the reason. Writing goes to a temporary file in the target
+folder and is renamed into place, so a failed run never leaves half-written output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import re
+import shutil
+import tempfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from healthscore.contract import NA_TOKENS, SOURCES, Kind, RawSource, date_columns
+from healthscore.errors import DataContractError, HealthscoreError
+
+SUFFIXES = (".parquet", ".csv", ".csv.gz")
+
+
+def find_sources(data_dir: Path) -> dict[str, Path]:
+    """Map each contract source present in ``data_dir`` to its file.
+
+    Raises:
+        DataContractError: The folder does not exist, or a source has two files.
+    """
+    if not data_dir.is_dir():
+        raise DataContractError(f"{data_dir}: data folder not found")
+    found: dict[str, Path] = {}
+    for name in SOURCES:
+        files = [data_dir / f"{name}{s}" for s in SUFFIXES if (data_dir / f"{name}{s}").is_file()]
+        if len(files) > 1:
+            raise DataContractError(
+                f"{data_dir}: source '{name}' has more than one file "
+                f"({', '.join(f.name for f in files)}); keep exactly one"
+            )
+        if files:
+            found[name] = files[0]
+    return found
+
+
+def _ragged_line(message: str) -> str:
+    match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
+    if match:
+        want, line, got = match.groups()
+        return f"line {line} has {got} fields but the header has {want}"
+    return message.strip().splitlines()[-1]
+
+
+def read_source(name: str, path: Path) -> RawSource:
+    """Read one source file as it is, for :func:`healthscore.contract.validate_sources`.
+
+    CSV columns are read as text so that the contract, not pandas, decides how each
+    value parses, and can point at the line of any value it rejects.
+    """
+    file = path.name
+    if path.stat().st_size == 0:
+        raise DataContractError(f"{file}: the file is empty (no header, no rows)")
+    try:
+        if path.suffix == ".parquet":
+            table = pq.read_table(path).to_pandas()
+            return RawSource(name, file, table, first_row_number=1)
+        table = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_values=list(NA_TOKENS),
+            compression="gzip" if path.name.endswith(".gz") else None,
+            encoding="utf-8",
+            skipinitialspace=True,
+        )
+    except pd.errors.EmptyDataError:
+        raise DataContractError(f"{file}: the file has no header row") from None
+    except pd.errors.ParserError as exc:
+        raise DataContractError(f"{file}: cannot be parsed as CSV: {_ragged_line(str(exc))}") from None
+    except UnicodeDecodeError as exc:
+        raise DataContractError(
+            f"{file}: not UTF-8 text (byte {exc.start}); export it as UTF-8 CSV"
+        ) from None
+    except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
+        raise DataContractError(f"{file}: not a valid gzip file ({exc})") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise DataContractError(f"{file}: cannot be read as Parquet ({exc})") from None
+    return RawSource(name, file, table, first_row_number=2)
+
+
+def read_data_folder(data_dir: Path) -> dict[str, RawSource]:
+    """Read every contract source present in ``data_dir``."""
+    return {name: read_source(name, path) for name, path in find_sources(data_dir).items()}
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it into place on success.
+
+    On any failure the temporary file is removed and ``target`` is untouched.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``target``; swap it into place on success."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _for_csv(name: str | None, table: pd.DataFrame) -> pd.DataFrame:
+    """Format dates as YYYY-MM-DD and timestamps as ISO 8601 for CSV."""
+    out = table.copy()
+    kinds = date_columns(name) if name in SOURCES else {}
+    for column in out.columns:
+        if not pd.api.types.is_datetime64_any_dtype(out[column]):
+            continue
+        fmt = "%Y-%m-%d" if kinds.get(column) is Kind.DATE else "%Y-%m-%dT%H:%M:%S"
+        out[column] = out[column].dt.strftime(fmt)
+    return out
+
+
+def write_table(table: pd.DataFrame, target: Path, source: str | None = None) -> Path:
+    """Write a table as Parquet, CSV or CSV.gz (by extension), atomically."""
+    suffix = "".join(target.suffixes[-2:]) if target.name.endswith(".csv.gz") else target.suffix
+    if suffix not in SUFFIXES:
+        raise HealthscoreError(
+            f"{target}: unsupported output format '{suffix}'; use .parquet, .csv or .csv.gz"
+        )
+    with atomic_path(target) as tmp:
+        if suffix == ".parquet":
+            table.to_parquet(tmp, index=False)
+        else:
+            _for_csv(source, table).to_csv(
+                tmp, index=False, compression="gzip" if suffix == ".csv.gz" else None
+            )
+    return target
