@@ -102,11 +102,11 @@ def renewal_outcomes(
     out["outcome"] = np.select(
         [continued, grace_over], ["renewed", "churned"], default="pending"
     )
-    out["known_at"] = np.where(
-        continued,
-        np.maximum(next_start.fillna(out["end_date"]), out["end_date"]),
-        np.where(grace_over, out["end_date"] + grace, pd.NaT),
-    ).astype("datetime64[us]")
+    known_at = pd.Series(pd.NaT, index=out.index, dtype="datetime64[us]")
+    churn_known = (out["end_date"] + grace).astype("datetime64[us]")
+    renew_known = next_start.where(next_start > out["end_date"], out["end_date"])
+    known_at = known_at.mask(grace_over, churn_known).mask(continued, renew_known)
+    out["known_at"] = known_at.astype("datetime64[us]")
     out["decided_by"] = "terms"
 
     explicit = out["status"].isin(["renewed", "churned"])

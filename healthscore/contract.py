@@ -659,7 +659,8 @@ def validate_sources(
         if name == "accounts" and "account_id" in raws[name].table.columns:
             # Even when accounts has errors, check the others against the ids it has,
             # so one run reports every problem.
-            account_ids = pd.Index(_parse(raws[name].table["account_id"], Kind.STRING)[0].dropna())
+            ids = pd.Index(_parse(raws[name].table["account_id"], Kind.STRING)[0].dropna())
+            account_ids = ids if len(ids) else None
     if result.errors:
         result.tables = {}
     return result

@@ -37,6 +37,9 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+for _console in (out, err):
+    if not _console.is_terminal and "COLUMNS" not in os.environ:
+        _console.width = 120  # logs and pipes: wide enough that tables keep file names whole
 
 F = TypeVar("F", bound=Callable[..., object])
 

@@ -1,0 +1,69 @@
+# healthscore: run `make` (or `make help`) to see every target.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HS := $(BIN)/healthscore
+STAMP := $(VENV)/.installed
+
+DATA ?= data/demo
+AS_OF ?=
+ACCOUNTS ?= 400
+SEED ?= 7
+MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+export MLFLOW_TRACKING_URI
+
+PYTEST_ARGS ?=
+
+.PHONY: help install demo demo-data validate features train score test test-slow test-all lock clean
+
+help: ## Show this help
+	@echo "healthscore: churn-predictive customer health scores"
+	@echo
+	@echo "Usage: make <target> [DATA=dir] [AS_OF=YYYY-MM-DD] [ACCOUNTS=n] [SEED=n]"
+	@echo
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "healthscore needs Python >= 3.11 (set PYTHON=...)")'
+	@echo ">> creating $(VENV) from requirements.lock (first run takes ~2 minutes)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create ./.venv with the pinned dependencies and the healthscore command
+
+demo: install ## Run the whole pipeline on built-in demo data (from a fresh clone)
+	$(MAKE) --no-print-directory demo-data DATA=data/demo
+	$(MAKE) --no-print-directory validate DATA=data/demo
+	@echo
+	@echo ">> demo data:    data/demo (ground truth in data/demo-truth)"
+	@echo ">> next stages (metric history, training, scoring, report) arrive with issues #3-#6"
+
+demo-data: install ## Write simulated demo data to DATA (ACCOUNTS, SEED)
+	$(HS) demo-data --out $(DATA) --accounts $(ACCOUNTS) --seed $(SEED)
+
+validate: install ## Check DATA against the input data contract
+	$(HS) validate --data $(DATA)
+
+test: install ## Run the test suite (fast tests; CI also runs test-slow)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install ## Run the slow end-to-end tests (the make demo path)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-all: install ## Run every test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lock: ## Re-resolve the dependencies and rewrite requirements.lock
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^healthscore' > requirements.lock
+	rm -rf .lock-venv
+
+clean: ## Remove generated data and outputs (keeps .venv)
+	rm -rf data outputs test-artifacts .pytest_cache

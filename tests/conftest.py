@@ -1,0 +1,82 @@
+"""Shared fixtures: tiny, hand-checkable data folders in the contract's format."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+# Three accounts, every source, every value valid. Tests break one thing at a time.
+VALID_FOLDER: dict[str, str] = {
+    "accounts.csv": """account_id,created_at,name,segment,industry,csm
+a1,2024-01-01,Acme Corp,Enterprise,Retail,Dana
+a2,2024-01-15,Beta LLC,SMB,Software,
+a3,2024-02-01,Gamma Inc,Mid-Market,Health,Lee
+""",
+    "subscriptions.csv": """subscription_id,account_id,start_date,end_date,arr,plan,seats,status
+s1,a1,2024-01-01,2025-01-01,120000,Business annual,100,renewed
+s2,a1,2025-01-01,2026-01-01,126000,Business annual,105,
+s3,a2,2024-01-15,2024-02-15,1200,Team monthly,5,
+s4,a2,2024-02-15,2024-03-15,1200,Team monthly,5,
+s5,a3,2024-02-01,2025-02-01,40000,Business annual,30,
+""",
+    "events.csv": """account_id,timestamp,event,user_id,count,value
+a1,2024-03-01T09:15:00,login,u1,1,
+a1,2024-03-01T09:20:00,deal_closed,u1,2,1500.5
+a2,2024-03-02T10:00:00+02:00,login,u7,3,
+a3,2024-03-03,login,u9,1,
+""",
+    "tickets.csv": """ticket_id,account_id,created_at,resolved_at,priority,csat
+t1,a1,2024-03-01T10:00:00,2024-03-02T10:00:00,high,4
+t2,a2,2024-03-05T08:00:00,,urgent,
+""",
+    "surveys.csv": """account_id,responded_at,kind,score,user_id
+a1,2024-03-10T12:00:00,nps,9,u1
+a3,2024-03-11T12:00:00,csat,2,u9
+""",
+    "onboarding.csv": """account_id,milestone,completed_at
+a1,kickoff,2024-01-03T10:00:00
+a1,go_live,2024-02-01T10:00:00
+""",
+    "invoices.csv": """invoice_id,account_id,issued_at,due_at,amount,paid_at
+i1,a1,2024-01-01,2024-01-31,120000,2024-01-20
+i2,a2,2024-02-15,2024-03-16,100,
+""",
+    "csm_notes.csv": """account_id,recorded_at,sentiment,note
+a1,2024-03-15T16:00:00,8,"Happy, expanding to a second team"
+""",
+    "marketing.csv": """account_id,timestamp,kind,user_id
+a1,2024-03-04T11:00:00,webinar,u1
+""",
+    "account_metrics.csv": """account_id,as_of_date,integrations_connected,api_error_rate
+a1,2024-03-03,4,0.01
+a1,2024-03-10,5,
+""",
+}
+
+
+@pytest.fixture
+def data_folder(tmp_path: Path) -> Callable[..., Path]:
+    """Write the valid folder with some files replaced (text) or removed (None)."""
+
+    def make(**changes: str | bytes | None) -> Path:
+        folder = tmp_path / "data"
+        folder.mkdir(exist_ok=True)
+        files = dict(VALID_FOLDER)
+        for key, content in changes.items():
+            name = key.replace("__", ".")  # events__csv__gz -> events.csv.gz
+            if "." not in name:
+                name += ".csv"
+            files.pop(name, None)
+            if content is not None:
+                files[name] = content
+        for name, content in files.items():
+            path = folder / name
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content, encoding="utf-8")
+        return folder
+
+    return make
