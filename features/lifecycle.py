@@ -96,7 +96,9 @@ def renewal_outcomes(
     continued_from = pairs.groupby("_term")["start_date"].min()
 
     out = ended[["account_id", "subscription_id", "end_date", "status", "_term"]].copy()
-    next_start = out["_term"].map(continued_from)
+    next_start = pd.Series(
+        continued_from.reindex(out["_term"]).to_numpy(), index=out.index
+    ).astype("datetime64[us]")
     continued = next_start.notna()
     grace_over = out["end_date"] + grace <= as_of
     out["outcome"] = np.select(
