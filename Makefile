@@ -9,7 +9,8 @@ BIN := $(VENV)/bin
 HS := $(BIN)/healthscore
 STAMP := $(VENV)/.installed
 
-DATA ?= data/demo
+DEMO_DIR ?= data/demo
+DATA ?= $(DEMO_DIR)
 AS_OF ?=
 ACCOUNTS ?= 400
 SEED ?= 7
@@ -38,10 +39,10 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP) ## Create ./.venv with the pinned dependencies and the healthscore command
 
 demo: install ## Run the whole pipeline on built-in demo data (from a fresh clone)
-	$(MAKE) --no-print-directory demo-data DATA=data/demo
-	$(MAKE) --no-print-directory validate DATA=data/demo
+	$(MAKE) --no-print-directory demo-data DATA=$(DEMO_DIR)
+	$(MAKE) --no-print-directory validate DATA=$(DEMO_DIR)
 	@echo
-	@echo ">> demo data:    data/demo (ground truth in data/demo-truth)"
+	@echo ">> demo data:    $(DEMO_DIR) (ground truth in $(DEMO_DIR)-truth)"
 	@echo ">> next stages (metric history, training, scoring, report) arrive with issues #3-#6"
 
 demo-data: install ## Write simulated demo data to DATA (ACCOUNTS, SEED)

@@ -1,0 +1,110 @@
+"""The demo data as a user gets it: written by the CLI, read back through the contract."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.lifecycle import active_accounts, renewal_outcomes
+from pipelines.cli import app
+from pipelines.validate import check_data_folder, data_end_date
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("demo") / "book"
+    result = runner.invoke(app, ["demo-data", "--out", str(folder), "--accounts", "80", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    return folder, folder.with_name("book-truth")
+
+
+def test_demo_folder_holds_every_source_in_every_format(demo):
+    folder, truth = demo
+    names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    assert names == sorted([
+        "accounts.csv", "subscriptions.csv", "events.parquet", "tickets.csv", "surveys.csv",
+        "onboarding.csv", "invoices.csv", "csm_notes.csv", "marketing.csv.gz",
+        "account_metrics.csv",
+    ])
+    # Ground truth lives outside the data folder, where no pipeline reads it.
+    assert (truth / "renewals.parquet").is_file() and not (folder / "renewals.parquet").exists()
+
+
+def test_demo_data_follows_the_contract(demo):
+    validation = check_data_folder(demo[0])
+    assert validation.all_problems == []
+    assert all(len(t) > 0 for t in validation.tables.values())
+
+
+def test_churn_derived_from_terms_matches_the_generator(demo):
+    folder, truth = demo
+    tables = check_data_folder(folder).tables
+    as_of = data_end_date(tables)
+    outcomes = renewal_outcomes(tables["subscriptions"], as_of)
+    decided = outcomes.loc[outcomes["outcome"] != "pending"]
+    renewals = pd.read_parquet(truth / "renewals.parquet")
+    merged = decided.merge(renewals, on="subscription_id", validate="one_to_one")
+    assert len(merged) == len(decided) > 50
+    assert ((merged["outcome"] == "churned") == merged["churned"]).all()
+    # Every generator decision is either derived or still inside the grace period.
+    pending = outcomes.loc[outcomes["outcome"] == "pending", "subscription_id"]
+    assert set(renewals["subscription_id"]) == set(decided["subscription_id"]) | set(pending)
+
+
+def test_no_activity_on_inactive_days(demo):
+    tables = check_data_folder(demo[0]).tables
+    subs = tables["subscriptions"]
+    for day in pd.date_range("2025-01-01", "2026-09-30", freq="61D"):
+        active = set(active_accounts(subs, day))
+        used = set(tables["events"].loc[tables["events"]["timestamp"].dt.normalize() == day, "account_id"])
+        assert used <= active, day
+
+
+def test_same_seed_same_files(demo, tmp_path):
+    folder = tmp_path / "again"
+    runner.invoke(app, ["demo-data", "--out", str(folder), "--accounts", "80", "--seed", "3"])
+    for name in ("accounts.csv", "subscriptions.csv", "tickets.csv"):
+        assert (folder / name).read_bytes() == (demo[0] / name).read_bytes()
+
+
+def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "accounts.csv").write_text("precious")
+    result = runner.invoke(app, ["demo-data", "--out", str(folder), "--accounts", "10"])
+    assert result.exit_code == 2 and "refusing to overwrite" in result.output
+    assert (folder / "accounts.csv").read_text() == "precious"
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path):
+    """The installed command, as a user runs it, on a folder with a broken file."""
+    (tmp_path / "accounts.csv").write_text("account_id;created_at\na1;2024-01-01\n")
+    exe = Path(sys.executable).with_name("healthscore")
+    proc = subprocess.run([str(exe), "validate", "--data", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "accounts.csv" in proc.stdout and "semicolons" in proc.stdout
+    assert "subscriptions" in proc.stdout and "required source is missing" in proc.stdout
+
+
+@pytest.mark.slow
+def test_make_demo_path_end_to_end(tmp_path):
+    """`make demo` on a small book, through make, the installed CLI and real files."""
+    demo_dir = tmp_path / "demo"
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "demo", f"DEMO_DIR={demo_dir}", "ACCOUNTS=60"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "OK: the data follows the contract." in proc.stdout
+    assert (demo_dir / "events.parquet").is_file()
+    assert (tmp_path / "demo-truth" / "renewals.parquet").is_file()
