@@ -76,7 +76,7 @@ def read_source(name: str, path: Path) -> RawSource:
             keep_default_na=False,
             na_values=list(NA_TOKENS),
             compression="gzip" if path.name.endswith(".gz") else None,
-            encoding="utf-8",
+            encoding="utf-8-sig",  # Excel writes a byte-order mark
             skipinitialspace=True,
         )
     except pd.errors.EmptyDataError:
