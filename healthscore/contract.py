@@ -355,11 +355,10 @@ class _Checker:
     def __init__(self, raw: RawSource) -> None:
         self.raw = raw
         self.problems: list[Problem] = []
-        self.drop_mask = pd.Series(False, index=raw.table.index)
+        self.drop_mask = pd.Series(False, index=pd.RangeIndex(len(raw.table)))
 
     def row_ref(self, index_label: int) -> str:
-        position = self.raw.table.index.get_loc(index_label)
-        return f"{self.raw.row_word} {int(position) + self.raw.first_row_number}"
+        return f"{self.raw.row_word} {int(index_label) + self.raw.first_row_number}"
 
     def add(
         self,
@@ -521,7 +520,8 @@ def _check_source(
     """Check one source. Returns its report and clean table (None on errors)."""
     source = SOURCES[raw.name]
     checker = _Checker(raw)
-    table = raw.table.copy()
+    # Row numbers in messages are positions; a Parquet file may carry its own index.
+    table = raw.table.reset_index(drop=True)
     table.columns = [str(c).strip() for c in table.columns]
     report = SourceReport(raw.name, raw.file, rows=len(table))
 

@@ -91,6 +91,12 @@ def read_source(name: str, path: Path) -> RawSource:
         raise DataContractError(f"{file}: not a valid gzip file ({exc})") from None
     except (pa.ArrowException, OSError) as exc:
         raise DataContractError(f"{file}: cannot be read as Parquet ({exc})") from None
+    if not isinstance(table.index, pd.RangeIndex):
+        # pandas silently turns surplus leading fields into an index; say it instead.
+        raise DataContractError(
+            f"{file}: cannot be parsed as CSV: data rows have more fields than the header "
+            f"({len(table.columns)} columns); check the header and the delimiter"
+        )
     return RawSource(name, file, table, first_row_number=2)
 
 

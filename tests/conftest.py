@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import os
+
 import pytest
+from hypothesis import settings
+
+# CI runs a fixed set of examples (no flaky landings); `HYPOTHESIS_PROFILE=deep` explores.
+settings.register_profile("default", max_examples=60)
+settings.register_profile("ci", max_examples=60, derandomize=True)
+settings.register_profile("deep", max_examples=3000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
 
 # Three accounts, every source, every value valid. Tests break one thing at a time.
 VALID_FOLDER: dict[str, str] = {

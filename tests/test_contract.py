@@ -324,3 +324,19 @@ def test_cli_structural_read_error_exit_2(data_folder):
     result = runner.invoke(app, ["validate", "--data", str(data_folder(events=""))])
     assert result.exit_code == 2 and "events.csv: the file is empty" in result.output
     assert "Traceback" not in result.output
+
+
+def test_rows_with_more_fields_than_the_header(data_folder):
+    text = VALID_FOLDER["account_metrics.csv"].replace(",api_error_rate", "")
+    with pytest.raises(DataContractError, match=r"account_metrics.csv: .*more fields than the header"):
+        check_data_folder(data_folder(account_metrics=text))
+
+
+def test_parquet_with_its_own_index_reports_positions(data_folder):
+    folder = data_folder(events=None)
+    events = pd.read_csv(pd.io.common.StringIO(VALID_FOLDER["events.csv"]), dtype=str)
+    events.index = [7, 7, 3, 9]  # a saved pandas index, repeated
+    events.loc[events["account_id"] == "a3", "account_id"] = "zz"
+    events.to_parquet(folder / "events.parquet")
+    [problem] = check_data_folder(folder).drops
+    assert "events.parquet" in str(problem) and "row 4" in str(problem)

@@ -29,7 +29,7 @@ def _check(folder: Path) -> None:
         assert problem.file in text and problem.reason in text
 
 
-@settings(max_examples=60, deadline=None,
+@settings(deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(
     file=st.sampled_from(FILES),
@@ -48,7 +48,7 @@ def test_splicing_junk_into_any_file(tmp_path_factory, file, position, junk, del
     shutil.rmtree(folder)
 
 
-@settings(max_examples=40, deadline=None,
+@settings(deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(file=st.sampled_from(FILES), content=st.binary(max_size=200))
 def test_replacing_a_file_with_random_bytes(tmp_path_factory, file, content):
