@@ -13,6 +13,7 @@ DEMO_DIR ?= data/demo
 DATA ?= $(DEMO_DIR)
 AS_OF ?=
 ACCOUNTS ?= 400
+OUT ?= outputs/metric_history.parquet
 SEED ?= 7
 MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 export MLFLOW_TRACKING_URI
@@ -41,15 +42,20 @@ install: $(STAMP) ## Create ./.venv with the pinned dependencies and the healths
 demo: install ## Run the whole pipeline on built-in demo data (from a fresh clone)
 	$(MAKE) --no-print-directory demo-data DATA=$(DEMO_DIR)
 	$(MAKE) --no-print-directory validate DATA=$(DEMO_DIR)
+	$(MAKE) --no-print-directory features DATA=$(DEMO_DIR) OUT=$(DEMO_DIR)-outputs/metric_history.parquet
 	@echo
-	@echo ">> demo data:    $(DEMO_DIR) (ground truth in $(DEMO_DIR)-truth)"
-	@echo ">> next stages (metric history, training, scoring, report) arrive with issues #3-#6"
+	@echo ">> demo data:      $(DEMO_DIR) (ground truth in $(DEMO_DIR)-truth)"
+	@echo ">> metric history: $(DEMO_DIR)-outputs/metric_history.parquet"
+	@echo ">> next stages (training, scoring, report) arrive with issues #4-#6"
 
 demo-data: install ## Write simulated demo data to DATA (ACCOUNTS, SEED)
 	$(HS) demo-data --out $(DATA) --accounts $(ACCOUNTS) --seed $(SEED)
 
 validate: install ## Check DATA against the input data contract
 	$(HS) validate --data $(DATA)
+
+features: install ## Build the point-in-time metric history of DATA into OUT (AS_OF)
+	$(HS) features --data $(DATA) --out $(OUT) $(if $(AS_OF),--as-of $(AS_OF))
 
 test: install ## Run the test suite (fast tests; CI also runs test-slow)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -222,10 +222,23 @@ def _not_built(command: str, issue: int) -> None:
 def features(
     data: DataOpt,
     out_file: Annotated[Path, typer.Option("--out", help="Metric history file (.parquet/.csv).")],
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Last snapshot date.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Last snapshot date [default: last day in the data].")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
 ) -> None:
     """Build the point-in-time metric history (one row per account per snapshot)."""
-    _not_built("features", 3)
+    from pipelines.config import load_config
+    from pipelines.features import build_features, parse_as_of
+
+    cfg = load_config(config)
+    with _progress() as progress:
+        progress.add_task("validating and building the metric history", total=None)
+        history = build_features(data, out_file, parse_as_of(as_of), cfg)
+    dates = history["as_of_date"]
+    out.print(
+        f"Metric history: {len(history):,} rows ({history['account_id'].nunique():,} accounts x "
+        f"{dates.nunique()} snapshots, {dates.min().date()} to {dates.max().date()}), "
+        f"{len(history.columns) - 2} metrics -> {out_file}"
+    )
 
 
 @app.command()

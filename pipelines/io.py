@@ -148,7 +148,11 @@ def _for_csv(name: str | None, table: pd.DataFrame) -> pd.DataFrame:
     for column in out.columns:
         if not pd.api.types.is_datetime64_any_dtype(out[column]):
             continue
-        fmt = "%Y-%m-%d" if kinds.get(column) is Kind.DATE else "%Y-%m-%dT%H:%M:%S"
+        values = out[column].dropna()
+        is_date = kinds.get(column) is Kind.DATE or (
+            column not in kinds and bool((values == values.dt.normalize()).all())
+        )
+        fmt = "%Y-%m-%d" if is_date else "%Y-%m-%dT%H:%M:%S"
         out[column] = out[column].dt.strftime(fmt)
     return out
 
