@@ -28,6 +28,7 @@ class Direction(StrEnum):
 GROUPS = (
     "frequency", "breadth", "depth", "trend", "support", "sentiment",
     "onboarding", "billing", "engagement", "contract",
+    "own",  # bring-your-own metrics from account_metrics
 )
 
 
@@ -72,11 +73,54 @@ _FIXED: tuple[Metric, ...] = (
     Metric("tenure_days_current", "contract", "Days since the account was created", "days", H, "accounts"),
     Metric("renewal_days_to_next", "contract", "Days until the earliest covering term ends", "days", U, "subscriptions"),
     Metric("term_length_days_current", "contract", "Length of the longest covering term (about 30 monthly, 365 annual)", "days", U, "subscriptions"),
+    # support
+    Metric("tickets_count_30d", "support", "Support tickets opened in the last 30 days", "tickets", R, "tickets"),
+    Metric("tickets_count_90d", "support", "Support tickets opened in the last 90 days", "tickets", R, "tickets"),
+    Metric("tickets_high_count_30d", "support", "High or urgent tickets opened in the last 30 days", "tickets", R, "tickets"),
+    *(
+        Metric(f"tickets_{p}_count_90d", "support", f"Tickets of priority {p} opened in the last 90 days", "tickets", R, "tickets")
+        for p in ("low", "normal", "high", "urgent")
+    ),
+    Metric("tickets_resolution_hours_mean_90d", "support", "Mean hours to resolve tickets opened in the last 90 days and resolved by the day", "hours", R, "tickets"),
+    Metric("tickets_csat_mean_90d", "support", "Mean ticket CSAT (1-5) of tickets opened in the last 90 days and resolved by the day", "score", H, "tickets"),
+    Metric("tickets_open_count_current", "support", "Tickets open at the end of the day", "tickets", R, "tickets"),
+    # sentiment
+    Metric("nps_score_latest", "sentiment", "Latest NPS response (0-10) in the last 365 days", "score", H, "surveys"),
+    Metric("nps_score_mean_180d", "sentiment", "Mean NPS response in the last 180 days", "score", H, "surveys"),
+    Metric("nps_score_change_180d", "sentiment", "Mean NPS of the last 180 days minus the 185 days before", "points", H, "surveys"),
+    Metric("nps_promoter_share_365d", "sentiment", "Share of NPS responses of 9-10 in the last 365 days", "share", H, "surveys"),
+    Metric("nps_detractor_share_365d", "sentiment", "Share of NPS responses of 0-6 in the last 365 days", "share", R, "surveys"),
+    Metric("csat_score_mean_90d", "sentiment", "Mean CSAT survey response (1-5) in the last 90 days", "score", H, "surveys"),
+    Metric("csm_sentiment_latest", "sentiment", "The CSM's latest read of the account (1-10) in the last 365 days", "score", H, "csm_notes"),
+    Metric("csm_sentiment_change_90d", "sentiment", "Mean CSM sentiment of the last 90 days minus the 90 before", "points", H, "csm_notes"),
+    # onboarding
+    Metric("onboarding_completed_share", "onboarding", "Share of the expected onboarding milestones completed", "share", H, "onboarding"),
+    Metric("onboarding_stalled_flag", "onboarding", "1 when onboarding is incomplete and nothing moved for 30 days", "flag", R, "onboarding"),
+    # billing
+    Metric("invoices_late_count_365d", "billing", "Invoices due in the last 365 days paid late or still overdue", "invoices", R, "invoices"),
+    Metric("invoices_overdue_days_max_current", "billing", "Days the oldest overdue invoice is past due (0: none)", "days", R, "invoices"),
+    Metric("invoices_unpaid_amount_current", "billing", "Amount of overdue unpaid invoices", "currency", R, "invoices"),
+    # engagement
+    Metric("marketing_touches_count_30d", "engagement", "Marketing touches (clicks, webinars, visits) in the last 30 days", "touches", H, "marketing"),
+    Metric("marketing_touches_count_90d", "engagement", "Marketing touches in the last 90 days", "touches", H, "marketing"),
 )
 
+PRIORITIES = ("low", "normal", "high", "urgent")
 
-def catalog(config: MetricsConfig | None = None) -> tuple[Metric, ...]:
-    """Every metric the history holds for ``config``, in column order."""
+
+def catalog(
+    config: MetricsConfig | None = None,
+    sources: set[str] | None = None,
+    own_columns: tuple[str, ...] = (),
+) -> tuple[Metric, ...]:
+    """Every metric the history holds, in column order.
+
+    Args:
+        config: Metric settings (key features, milestones).
+        sources: The sources present; a group whose source is absent is left out
+            (default: all sources).
+        own_columns: The numeric columns of ``account_metrics``.
+    """
     config = config or MetricsConfig()
     per_feature = tuple(
         Metric(
@@ -86,12 +130,33 @@ def catalog(config: MetricsConfig | None = None) -> tuple[Metric, ...]:
         )
         for f in config.key_features
     )
-    return _FIXED + per_feature
+    per_milestone = tuple(
+        Metric(
+            f"onboarding_{_slug(m)}_days_to", "onboarding",
+            f"Days from account creation to milestone `{m}` (empty: not reached)", "days", R,
+            "onboarding",
+        )
+        for m in config.onboarding_milestones
+    )
+    own = tuple(
+        Metric(
+            f"own_{_slug(c)}_latest", "own",
+            f"Your metric `{c}` from account_metrics: latest value within "
+            f"{config.account_metrics_staleness_days} days", "as given", U, "account_metrics",
+        )
+        for c in own_columns
+    )
+    metrics = _FIXED + per_feature + per_milestone + own
+    return tuple(m for m in metrics if sources is None or m.source in sources)
 
 
-def metric_names(config: MetricsConfig | None = None) -> list[str]:
+def metric_names(
+    config: MetricsConfig | None = None,
+    sources: set[str] | None = None,
+    own_columns: tuple[str, ...] = (),
+) -> list[str]:
     """Column names of the metric history, without the keys."""
-    return [m.name for m in catalog(config)]
+    return [m.name for m in catalog(config, sources, own_columns)]
 
 
 def _slug(event: str) -> str:

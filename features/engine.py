@@ -22,10 +22,21 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
+from features import groups
 from features.catalog import _slug, metric_names
+from features.groups import in_window
 from healthscore.config import MetricsConfig
 
-KEYS = ["account_id", "as_of_date"]
+KEYS = groups.KEYS
+# Counts that are 0, not missing, when their source is present but has no rows in the window.
+ZERO_WHEN_PRESENT = {
+    "tickets": ("tickets_count_30d", "tickets_count_90d", "tickets_high_count_30d",
+                "tickets_low_count_90d", "tickets_normal_count_90d", "tickets_high_count_90d",
+                "tickets_urgent_count_90d", "tickets_open_count_current"),
+    "invoices": ("invoices_late_count_365d", "invoices_overdue_days_max_current",
+                 "invoices_unpaid_amount_current"),
+    "marketing": ("marketing_touches_count_30d", "marketing_touches_count_90d"),
+}
 
 
 def snapshot_dates(
@@ -65,11 +76,6 @@ def _grid(subscriptions: ir.Table, accounts: ir.Table, dates: ir.Table) -> ir.Ta
         renewal_days_to_next=grid.next_end.delta(grid.as_of_date, unit="day"),
         tenure_days_current=grid.as_of_date.delta(grid.created_at.date(), unit="day"),
     ).drop("next_end", "created_at")
-
-
-def _in_window(day: ir.Value, as_of: ir.Value, days: int) -> ir.BooleanValue:
-    """``day`` lies in the ``days``-day window ending with ``as_of``: (D - days, D]."""
-    return (day <= as_of) & (day > as_of - ibis.interval(days=days))
 
 
 def metric_history(
@@ -116,9 +122,9 @@ def metric_history(
     g = grid.select(*KEYS)
     # Frequency, depth and event trend: one windowed join over account-days.
     j = g.join(account_day, [g.account_id == account_day.account_id,
-                             _in_window(account_day.day, g.as_of_date, 90)])
-    last30 = _in_window(j.day, j.as_of_date, 30)
-    prev30 = ~last30 & _in_window(j.day, j.as_of_date, 60)
+                             in_window(account_day.day, g.as_of_date, 90)])
+    last30 = in_window(j.day, j.as_of_date, 30)
+    prev30 = ~last30 & in_window(j.day, j.as_of_date, 60)
     usage = j.group_by(KEYS).aggregate(
         active_days_count_30d=j.day.count(where=last30),
         active_days_count_90d=j.day.count(),
@@ -133,10 +139,10 @@ def metric_history(
     )
     # Breadth and its trend: distinct users over user-days.
     u = g.join(user_day, [g.account_id == user_day.account_id,
-                          _in_window(user_day.day, g.as_of_date, 60)])
+                          in_window(user_day.day, g.as_of_date, 60)])
     users = u.group_by(KEYS).aggregate(
-        active_users_count_30d=u.user_id.nunique(where=_in_window(u.day, u.as_of_date, 30)),
-        users_prev_30d=u.user_id.nunique(where=~_in_window(u.day, u.as_of_date, 30)),
+        active_users_count_30d=u.user_id.nunique(where=in_window(u.day, u.as_of_date, 30)),
+        users_prev_30d=u.user_id.nunique(where=~in_window(u.day, u.as_of_date, 30)),
     )
     # Days since last activity: a running max of activity days, over account-days and
     # snapshots in date order (activity on D itself sorts before the snapshot D).
@@ -159,11 +165,13 @@ def metric_history(
     out = out.left_join(last, KEYS).drop("account_id_right", "as_of_date_right")
     if key_user_day is not None:
         k = g.join(key_user_day, [g.account_id == key_user_day.account_id,
-                                  _in_window(key_user_day.day, g.as_of_date, 30)])
+                                  in_window(key_user_day.day, g.as_of_date, 30)])
         adoption = k.group_by(KEYS).aggregate(
             **{f"ku_{i}": k.user_id.nunique(where=k.event == f) for i, f in enumerate(key)}
         )
         out = out.left_join(adoption, KEYS).drop("account_id_right", "as_of_date_right")
+
+    out = _join_groups(out, g, tables, config)
 
     # No usage in a window is zero activity (the account is active and events exist),
     # not missing data; ratios with nothing to divide by stay empty.
@@ -187,7 +195,45 @@ def metric_history(
             for i, f in enumerate(key)
         },
     )
-    return out.select(*KEYS, *metric_names(config)).order_by(KEYS)
+    sources = set(tables)
+    own = own_metric_columns(tables)
+    return out.select(*KEYS, *metric_names(config, sources, own)).order_by(KEYS)
+
+
+def own_metric_columns(tables: Mapping[str, ir.Table]) -> tuple[str, ...]:
+    """The metric columns of ``account_metrics`` (every numeric column but the keys)."""
+    if "account_metrics" not in tables:
+        return ()
+    schema = tables["account_metrics"].schema()
+    return tuple(c for c, t in schema.items() if c not in KEYS and t.is_numeric())
+
+
+def _join_groups(out: ir.Table, g: ir.Table, tables: Mapping[str, ir.Table],
+                 config: MetricsConfig) -> ir.Table:
+    """Left-join each optional source's group onto the grid (absent source: no columns)."""
+    parts = []
+    if "tickets" in tables:
+        parts.append(groups.support(g, tables["tickets"]))
+    if "surveys" in tables:
+        parts.append(groups.sentiment_surveys(g, tables["surveys"]))
+    if "csm_notes" in tables:
+        parts.append(groups.sentiment_csm(g, tables["csm_notes"]))
+    if "onboarding" in tables and config.onboarding_milestones:
+        parts.append(groups.onboarding(g, tables["onboarding"], tables["accounts"],
+                                       config.onboarding_milestones))
+    if "invoices" in tables:
+        parts.append(groups.billing(g, tables["invoices"]))
+    if "marketing" in tables:
+        parts.append(groups.engagement(g, tables["marketing"]))
+    own = own_metric_columns(tables)
+    if own:
+        parts.append(groups.own_metrics(g, tables["account_metrics"], list(own),
+                                        config.account_metrics_staleness_days))
+    for part in parts:
+        out = out.left_join(part, KEYS).drop("account_id_right", "as_of_date_right")
+    zero = {c: out[c].fill_null(0) for source, columns in ZERO_WHEN_PRESENT.items()
+            if source in tables for c in columns}
+    return out.mutate(**zero) if zero else out
 
 
 def _ratio(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.FloatingValue:

@@ -40,7 +40,7 @@ def compute_metric_history(
     con = ibis.duckdb.connect()
     # memtable, not create_table: ibis 12's create_table from a frame fails on DuckDB 2.0
     # ("DROP VIEW IF EXISTS" parser error).
-    handles = {name: ibis.memtable(tables[name]) for name in ("accounts", "subscriptions", "events")}
+    handles = {name: ibis.memtable(table) for name, table in tables.items()}
     history = con.to_pandas(metric_history(handles, snapshots, config.metrics))
     history["as_of_date"] = pd.to_datetime(history["as_of_date"]).astype("datetime64[us]")
     return history

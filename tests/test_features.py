@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from features.catalog import GROUPS, catalog, metric_names
+from healthscore.contract import SOURCES
 from features.engine import snapshot_dates
 from healthscore.config import Config, MetricsConfig
 from healthscore.errors import HealthscoreError
@@ -107,8 +108,9 @@ def test_days_since_last_activity_over_snapshots():
 
 
 def test_catalog_describes_every_column_once(tiny_history):
-    names = metric_names(CONFIG.metrics)
+    names = metric_names(CONFIG.metrics, {"accounts", "subscriptions", "events"})
     assert list(tiny_history.columns) == ["as_of_date", *names]
+    assert not any(c.startswith("tickets_") for c in tiny_history.columns)  # no source, no group
     assert len(set(names)) == len(names)
     assert {m.group for m in catalog(CONFIG.metrics)} <= set(GROUPS)
 
@@ -118,6 +120,85 @@ def test_snapshots_are_anchored_on_as_of():
     assert dates == [dt.date(2024, 3, 17), dt.date(2024, 3, 24), dt.date(2024, 3, 31)]
 
 
+def tiny_with_sources() -> dict[str, pd.DataFrame]:
+    tables = tiny()
+    tables["tickets"] = pd.DataFrame({
+        "account_id": ["a", "a", "a", "a"],
+        "created_at": ts("2024-03-20 10:00", "2024-03-25 10:00", "2024-01-15 10:00", "2023-12-01"),
+        "resolved_at": ts("2024-03-21 10:00", "2024-04-02 10:00", "2024-01-15 16:00", "2023-12-02"),
+        "priority": ["high", "urgent", "low", "low"],
+        "csat": [4.0, 1.0, 5.0, 2.0],  # the urgent one is rated after D: unknown at D
+    })
+    tables["surveys"] = pd.DataFrame({
+        "account_id": ["a", "a", "a"],
+        "responded_at": ts("2023-06-01", "2024-02-01", "2024-03-10"),
+        "kind": ["nps", "nps", "csat"], "score": [10.0, 6.0, 4.0],
+    })
+    tables["csm_notes"] = pd.DataFrame({
+        "account_id": ["a", "a"], "recorded_at": ts("2023-12-15", "2024-03-15"),
+        "sentiment": [8.0, 5.0],
+    })
+    tables["onboarding"] = pd.DataFrame({
+        "account_id": ["a", "a"], "milestone": ["kickoff", "go_live"],
+        "completed_at": ts("2024-01-03", "2024-04-10"),
+    })
+    tables["invoices"] = pd.DataFrame({
+        "account_id": ["a", "a", "a"],
+        "issued_at": ts("2024-01-01", "2024-02-01", "2024-03-01"),
+        "due_at": ts("2024-01-31", "2024-03-01", "2024-03-31"),
+        "amount": [100.0, 200.0, 300.0],
+        "paid_at": ts("2024-02-05", "2024-04-15", "2024-03-20"),  # late; paid after D; on time
+    })
+    tables["marketing"] = pd.DataFrame({
+        "account_id": ["a", "a"], "timestamp": ts("2024-03-30", "2024-01-20"), "kind": ["webinar"] * 2,
+    })
+    tables["account_metrics"] = pd.DataFrame({
+        "account_id": ["a", "a", "b"], "as_of_date": ts("2024-03-24", "2024-04-07", "2024-01-01"),
+        "health_index": [7.0, 9.0, 3.0],
+    })
+    return tables
+
+
+@pytest.fixture(scope="module")
+def rich_history() -> pd.DataFrame:
+    cfg = Config(metrics=MetricsConfig(key_features=("report",), advanced_features=("api",),
+                                       onboarding_milestones=("kickoff", "training", "go_live")))
+    history = compute_metric_history(tiny_with_sources(), D, cfg)
+    return history.loc[history["as_of_date"] == pd.Timestamp(D)].set_index("account_id")
+
+
+def test_support_hand_computed(rich_history):
+    a, b = rich_history.loc["a"], rich_history.loc["b"]
+    assert a["tickets_count_30d"] == 2 and a["tickets_count_90d"] == 3
+    assert a["tickets_high_count_30d"] == 2 and a["tickets_urgent_count_90d"] == 1
+    assert a["tickets_open_count_current"] == 1  # the urgent one, resolved after D
+    assert a["tickets_resolution_hours_mean_90d"] == pytest.approx((24 + 6) / 2)
+    assert a["tickets_csat_mean_90d"] == pytest.approx(4.5)
+    assert b["tickets_count_90d"] == 0 and pd.isna(b["tickets_csat_mean_90d"])
+
+
+def test_sentiment_hand_computed(rich_history):
+    a = rich_history.loc["a"]
+    assert a["nps_score_latest"] == 6 and a["nps_score_mean_180d"] == 6
+    assert a["nps_score_change_180d"] == 6 - 10
+    assert a["nps_promoter_share_365d"] == 0.5 and a["nps_detractor_share_365d"] == 0.5
+    assert a["csat_score_mean_90d"] == 4
+    assert a["csm_sentiment_latest"] == 5 and a["csm_sentiment_change_90d"] == 5 - 8
+
+
+def test_onboarding_billing_engagement_and_own_hand_computed(rich_history):
+    a, b = rich_history.loc["a"], rich_history.loc["b"]
+    assert a["onboarding_completed_share"] == pytest.approx(1 / 3)  # go_live came after D
+    assert a["onboarding_kickoff_days_to"] == 2 and pd.isna(a["onboarding_go_live_days_to"])
+    assert a["onboarding_stalled_flag"] == 1 and b["onboarding_stalled_flag"] == 0
+    assert a["invoices_late_count_365d"] == 2  # paid late, and overdue at D
+    assert a["invoices_overdue_days_max_current"] == 30
+    assert a["invoices_unpaid_amount_current"] == 200
+    assert a["marketing_touches_count_30d"] == 1 and a["marketing_touches_count_90d"] == 2
+    assert a["own_health_index_latest"] == 7  # the 04-07 value is after D
+    assert pd.isna(b["own_health_index_latest"])  # 90 days old: past the staleness limit
+
+
 # --- point-in-time: data after D cannot change anything computed as of D ------------------
 
 BOOK = simulate_book(SimulationConfig(n_accounts=40, seed=11, start=dt.date(2025, 1, 1),
@@ -125,27 +206,34 @@ BOOK = simulate_book(SimulationConfig(n_accounts=40, seed=11, start=dt.date(2025
 
 
 def known_at(tables: dict[str, pd.DataFrame], day: dt.date) -> dict[str, pd.DataFrame]:
-    """Everything recorded by the end of ``day``, and nothing else."""
+    """The export as it would have looked at the end of ``day``: nothing recorded later."""
     cut = pd.Timestamp(day) + pd.Timedelta(days=1)
-    subs = tables["subscriptions"]
-    subs = subs.loc[subs["start_date"] < cut].copy()
-    subs.loc[subs["end_date"] >= cut, "status"] = None  # an outcome not known yet
-    return {
-        "accounts": tables["accounts"].loc[tables["accounts"]["created_at"] < cut],
-        "subscriptions": subs,
-        "events": tables["events"].loc[tables["events"]["timestamp"] < cut],
-    }
+    out = {}
+    for name, table in tables.items():
+        table = table.copy()
+        stamp = SOURCES[name].date_column
+        table = table.loc[table[stamp] < cut]
+        if name == "subscriptions":
+            table.loc[table["end_date"] >= cut, "status"] = None  # outcome not known yet
+        if name == "tickets":
+            later = table["resolved_at"] >= cut  # resolved (and rated) after D: open at D
+            table.loc[later, "resolved_at"] = pd.NaT
+            table["csat"] = table["csat"].astype("Float64").mask(later)
+        if name == "invoices":
+            table.loc[table["paid_at"] >= cut, "paid_at"] = pd.NaT
+        out[name] = table
+    return out
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(offset=st.integers(40, 364))
 def test_metrics_as_of_d_ignore_everything_after_d(offset):
     day = dt.date(2025, 1, 1) + dt.timedelta(days=offset)
-    tables = {k: BOOK.sources[k] for k in ("accounts", "subscriptions", "events")}
+    tables = dict(BOOK.sources)
     full = compute_metric_history(tables, day, Config())
     truncated = compute_metric_history(known_at(tables, day), day, Config())
-    assert len(full) > 0
-    pd.testing.assert_frame_equal(full, truncated)
+    assert len(full) > 0 and full.shape[1] > 50  # every group takes part
+    pd.testing.assert_frame_equal(full, truncated, check_dtype=False)
 
 
 def test_an_event_after_d_would_be_caught():
