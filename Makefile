@@ -20,7 +20,8 @@ export MLFLOW_TRACKING_URI
 
 PYTEST_ARGS ?=
 
-.PHONY: help install demo demo-data validate features train score test test-slow test-all lock clean
+
+.PHONY: help install demo demo-data validate features docs train score test test-slow test-all lock clean
 
 help: ## Show this help
 	@echo "healthscore: churn-predictive customer health scores"
@@ -56,6 +57,9 @@ validate: install ## Check DATA against the input data contract
 
 features: install ## Build the point-in-time metric history of DATA into OUT (AS_OF)
 	$(HS) features --data $(DATA) --out $(OUT) $(if $(AS_OF),--as-of $(AS_OF))
+
+docs: install ## Regenerate docs/metrics.md from the metric catalog
+	$(HS) catalog --out docs/metrics.md
 
 test: install ## Run the test suite (fast tests; CI also runs test-slow)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -243,6 +243,26 @@ def features(
 
 @app.command()
 @_friendly
+def catalog(
+    config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
+) -> None:
+    """Print (or write) the metric catalog: name, meaning, unit, direction, source."""
+    from features.catalog import catalog_markdown
+    from pipelines.config import load_config
+    from pipelines.io import atomic_path
+
+    text = catalog_markdown(load_config(config).metrics)
+    if out_file is None:
+        print(text)
+        return
+    with atomic_path(out_file) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    out.print(f"Metric catalog -> {out_file}")
+
+
+@app.command()
+@_friendly
 def train(
     data: DataOpt,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Learn from outcomes known by D.")] = None,

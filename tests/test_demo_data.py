@@ -96,6 +96,30 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     assert "subscriptions" in proc.stdout and "required source is missing" in proc.stdout
 
 
+def test_metric_history_of_the_demo_has_every_group(demo, tmp_path):
+    from features.catalog import GROUPS, catalog
+
+    out = tmp_path / "history.parquet"
+    result = runner.invoke(app, ["features", "--data", str(demo[0]), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    history = pd.read_parquet(out)
+    by_group = {}
+    for metric in catalog(own_columns=("integrations_connected", "api_error_rate", "data_volume_gb")):
+        assert metric.name in history.columns, metric.name
+        by_group.setdefault(metric.group, []).append(history[metric.name].notna().mean())
+    assert set(by_group) == set(GROUPS)
+    for group, coverage in by_group.items():
+        assert max(coverage) > 0.2, group  # every group carries real values
+    # The metrics carry the simulator's churn driver: in the month before a renewal
+    # decision, accounts that went on to churn used the product less.
+    renewals = pd.read_parquet(demo[1] / "renewals.parquet")
+    before = history.merge(renewals, on="account_id")
+    before = before.loc[(before["as_of_date"] <= before["decision_date"])
+                        & (before["as_of_date"] > before["decision_date"] - pd.Timedelta(days=30))]
+    usage = before.groupby("churned")["active_days_count_30d"].mean()
+    assert usage[True] < usage[False]
+
+
 @pytest.mark.slow
 def test_make_demo_path_end_to_end(tmp_path):
     """`make demo` on a small book, through make, the installed CLI and real files."""
@@ -108,3 +132,5 @@ def test_make_demo_path_end_to_end(tmp_path):
     assert "OK: the data follows the contract." in proc.stdout
     assert (demo_dir / "events.parquet").is_file()
     assert (tmp_path / "demo-truth" / "renewals.parquet").is_file()
+    history = pd.read_parquet(tmp_path / "demo-outputs" / "metric_history.parquet")
+    assert history["account_id"].nunique() > 30 and history.shape[1] > 50

@@ -269,3 +269,12 @@ def test_cli_features_bad_as_of(tmp_path, data_folder):
                                       str(tmp_path / "h.parquet"), "--as-of", "31/03/2024"])
     assert result.exit_code == 2 and "not a date; use YYYY-MM-DD" in result.output
     assert not (tmp_path / "h.parquet").exists()
+
+
+def test_metrics_doc_is_generated_from_the_catalog():
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text(encoding="utf-8")
+    from features.catalog import catalog_markdown
+
+    assert doc == catalog_markdown(), "docs/metrics.md is out of date: run `make docs`"
+    for metric in catalog(MetricsConfig()):
+        assert f"`{metric.name}`" in doc
