@@ -278,3 +278,12 @@ def test_metrics_doc_is_generated_from_the_catalog():
     assert doc == catalog_markdown(), "docs/metrics.md is out of date: run `make docs`"
     for metric in catalog(MetricsConfig()):
         assert f"`{metric.name}`" in doc
+
+
+def test_readme_config_example_is_valid(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "config.yaml"
+    path.write_text(block)
+    config = load_config(path)
+    assert config.metrics.key_features == ("create_report", "share_dashboard")
