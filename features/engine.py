@@ -109,6 +109,7 @@ def metric_history(
     ued = user_event_day
     account_day = ued.group_by(["account_id", "day"]).aggregate(
         events=ued.n.sum(),
+        users=ued.user_id.nunique(),
         value=ued.value.sum(),
         advanced=ued.n.sum(where=ued.event.isin(advanced)) if advanced else ibis.literal(0),
         **{f"k_{i}": ued.n.sum(where=ued.event == f) for i, f in enumerate(key)},
@@ -132,6 +133,10 @@ def metric_history(
         events_prev_30d=j.events.sum(where=prev30),
         events_value_sum_30d=j.value.sum(where=last30),
         advanced_30d=j.advanced.sum(where=last30),
+        # Least-squares slope over the 90 days, days without usage counting as 0: only
+        # the active days' sums are needed, the rest are constants of the window.
+        _sy=j.events.sum(), _sxy=(j.events * _day_index(j.day, j.as_of_date)).sum(),
+        _su=j.users.sum(), _sxu=(j.users * _day_index(j.day, j.as_of_date)).sum(),
         key_features_used_count_30d=sum(
             (j[f"k_{i}"].sum(where=last30).fill_null(0) > 0).cast("int64")
             for i in range(len(key))
@@ -179,6 +184,7 @@ def metric_history(
         "active_days_count_30d", "active_days_count_90d", "events_count_30d",
         "events_prev_30d", "events_value_sum_30d", "advanced_30d",
         "key_features_used_count_30d", "active_users_count_30d", "users_prev_30d",
+        "_sy", "_sxy", "_su", "_sxu",
     )}
     out = out.mutate(**zero)
     seats = out.seats_total_current
@@ -187,6 +193,8 @@ def metric_history(
         active_users_ratio_30d=_ratio(out.active_users_count_30d, seats),
         advanced_events_share_30d=_ratio(out.advanced_30d, out.events_count_30d),
         events_count_change_30d=_ratio(out.events_count_30d, out.events_prev_30d) - 1,
+        events_daily_slope_90d=_slope(out._sy, out._sxy),
+        active_users_daily_slope_90d=_slope(out._su, out._sxu),
         active_users_change_30d=_ratio(out.active_users_count_30d, out.users_prev_30d) - 1,
         **{
             f"key_feature_{_slug(f)}_adoption_30d": _ratio(
@@ -194,6 +202,14 @@ def metric_history(
             )
             for i, f in enumerate(key)
         },
+    )
+    # Fall from the account's own peak: the highest 30-day usage at any earlier snapshot.
+    peak = ibis.window(group_by=out.account_id, order_by=out.as_of_date, preceding=None, following=0)
+    out = out.mutate(
+        events_count_drop_from_peak=1 - _ratio(out.events_count_30d,
+                                               out.events_count_30d.max().over(peak)),
+        active_users_drop_from_peak=1 - _ratio(out.active_users_count_30d,
+                                               out.active_users_count_30d.max().over(peak)),
     )
     sources = set(tables)
     own = own_metric_columns(tables)
@@ -234,6 +250,21 @@ def _join_groups(out: ir.Table, g: ir.Table, tables: Mapping[str, ir.Table],
     zero = {c: out[c].fill_null(0) for source, columns in ZERO_WHEN_PRESENT.items()
             if source in tables for c in columns}
     return out.mutate(**zero) if zero else out
+
+
+SLOPE_DAYS = 90
+
+
+def _day_index(day: ir.DateValue, as_of: ir.DateValue) -> ir.IntegerValue:
+    """0 for the first day of the 90-day window ending with ``as_of``, 89 for ``as_of``."""
+    return (SLOPE_DAYS - 1) - as_of.delta(day, unit="day")
+
+
+def _slope(sum_y: ir.NumericValue, sum_xy: ir.NumericValue) -> ir.FloatingValue:
+    """Least-squares slope of y on x = 0..n-1 from sum(y) and sum(x*y) (y = 0 elsewhere)."""
+    n = SLOPE_DAYS
+    sum_x, sum_xx = n * (n - 1) / 2, (n - 1) * n * (2 * n - 1) / 6
+    return (n * sum_xy.cast("float64") - sum_x * sum_y.cast("float64")) / (n * sum_xx - sum_x**2)
 
 
 def _ratio(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.FloatingValue:

@@ -287,3 +287,26 @@ def test_readme_config_example_is_valid(tmp_path):
     path.write_text(block)
     config = load_config(path)
     assert config.metrics.key_features == ("create_report", "share_dashboard")
+
+
+def test_trend_slope_hand_computed(tiny_history):
+    import numpy as np
+
+    a = tiny_history.loc["a"]
+    daily_events, daily_users = np.zeros(90), np.zeros(90)
+    for day, events, users in (("2024-03-31", 1, 1), ("2024-03-30", 5, 2),
+                               ("2024-03-02", 1, 1), ("2024-03-01", 5, 1)):
+        index = 89 - (D - dt.date.fromisoformat(day)).days
+        daily_events[index], daily_users[index] = events, users
+    assert a["events_daily_slope_90d"] == pytest.approx(np.polyfit(np.arange(90), daily_events, 1)[0])
+    assert a["active_users_daily_slope_90d"] == pytest.approx(np.polyfit(np.arange(90), daily_users, 1)[0])
+    assert tiny_history.loc["b", "events_daily_slope_90d"] == 0  # no usage: flat
+
+
+def test_trend_drop_from_peak():
+    history = compute_metric_history(tiny(), dt.date(2024, 5, 5), CONFIG)
+    a = history.loc[history["account_id"] == "a"].set_index("as_of_date")
+    assert a.loc[pd.Timestamp("2024-04-28"), "events_count_30d"] == 15  # the peak
+    assert a.loc[pd.Timestamp("2024-04-28"), "events_count_drop_from_peak"] == 0
+    assert a.loc[pd.Timestamp("2024-05-05"), "events_count_drop_from_peak"] == 1  # idle since 04-01
+    assert a.loc[pd.Timestamp("2024-05-05"), "active_users_drop_from_peak"] == 1
