@@ -151,6 +151,8 @@ def catalog(
         for c in own_columns
     )
     metrics = _FIXED + per_feature + per_milestone + own
+    if not config.onboarding_milestones:  # nothing expected: no onboarding group
+        metrics = tuple(m for m in metrics if m.group != "onboarding")
     return tuple(m for m in metrics if sources is None or m.source in sources)
 
 

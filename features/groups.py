@@ -113,14 +113,15 @@ def onboarding(g: ir.Table, milestones: ir.Table, accounts: ir.Table,
 def billing(g: ir.Table, invoices: ir.Table) -> ir.Table:
     inv = invoices.mutate(issued=invoices.issued_at.date(), due=invoices.due_at.date(),
                           paid=invoices.paid_at.date())
-    j = g.join(inv, [g.account_id == inv.account_id, inv.issued <= g.as_of_date,
-                     inv.due > g.as_of_date - ibis.interval(days=365)])
+    # Every invoice issued by D: a debt overdue for years is still overdue today.
+    j = g.join(inv, [g.account_id == inv.account_id, inv.issued <= g.as_of_date])
     # As of D an invoice is unpaid unless it was paid by D: a later payment is unknown.
     unpaid = j.paid.isnull() | (j.paid > j.as_of_date)
     overdue_now = unpaid & (j.due < j.as_of_date)
     paid_late = ~unpaid & (j.paid > j.due)
+    due_last_year = j.due > j.as_of_date - ibis.interval(days=365)
     return j.group_by(KEYS).aggregate(
-        invoices_late_count_365d=(overdue_now | paid_late).cast("int64").sum(),
+        invoices_late_count_365d=((overdue_now | paid_late) & due_last_year).cast("int64").sum(),
         invoices_overdue_days_max_current=j.as_of_date.delta(j.due, unit="day").max(where=overdue_now),
         invoices_unpaid_amount_current=j.amount.sum(where=overdue_now),
     )
@@ -142,5 +143,6 @@ def own_metrics(g: ir.Table, account_metrics: ir.Table, columns: list[str],
     j = g.join(am, [g.account_id == am.account_id, am.day <= g.as_of_date,
                     am.day >= g.as_of_date - ibis.interval(days=staleness_days)])
     return j.group_by(KEYS).aggregate(
-        **{f"own_{_slug(c)}_latest": j[c].argmax(j.day) for c in columns}
+        # An empty cell is "no value": skip it and take the latest value that exists.
+        **{f"own_{_slug(c)}_latest": j[c].argmax(j.day, where=j[c].notnull()) for c in columns}
     )

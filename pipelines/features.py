@@ -43,6 +43,10 @@ def compute_metric_history(
     handles = {name: ibis.memtable(table) for name, table in tables.items()}
     history = con.to_pandas(metric_history(handles, snapshots, config.metrics))
     history["as_of_date"] = pd.to_datetime(history["as_of_date"]).astype("datetime64[us]")
+    # A metric empty in every row comes back untyped; metrics are numbers, always.
+    metrics = history.columns.drop(["account_id", "as_of_date"])
+    untyped = [c for c in metrics if history[c].dtype == object]
+    history[untyped] = history[untyped].astype("float64")
     return history
 
 

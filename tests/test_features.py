@@ -310,3 +310,10 @@ def test_trend_drop_from_peak():
     assert a.loc[pd.Timestamp("2024-04-28"), "events_count_drop_from_peak"] == 0
     assert a.loc[pd.Timestamp("2024-05-05"), "events_count_drop_from_peak"] == 1  # idle since 04-01
     assert a.loc[pd.Timestamp("2024-05-05"), "active_users_drop_from_peak"] == 1
+
+
+def test_no_expected_milestones_means_no_onboarding_group():
+    cfg = Config(metrics=MetricsConfig(key_features=("report",), onboarding_milestones=()))
+    history = compute_metric_history(tiny_with_sources(), D, cfg)
+    assert not any(c.startswith("onboarding_") for c in history.columns)
+    assert "tickets_count_30d" in history.columns
