@@ -145,9 +145,15 @@ def metric_history(
     # Breadth and its trend: distinct users over user-days.
     u = g.join(user_day, [g.account_id == user_day.account_id,
                           in_window(user_day.day, g.as_of_date, 60)])
-    users = u.group_by(KEYS).aggregate(
-        active_users_count_30d=u.user_id.nunique(where=in_window(u.day, u.as_of_date, 30)),
-        users_prev_30d=u.user_id.nunique(where=~in_window(u.day, u.as_of_date, 30)),
+    # Two steps (one row per snapshot and user, then sums) instead of filtered
+    # COUNT(DISTINCT): the same numbers, and much cheaper on large joins.
+    per_user = u.group_by([*KEYS, "user_id"]).aggregate(
+        recent=in_window(u.day, u.as_of_date, 30).cast("int64").max(),
+        earlier=(~in_window(u.day, u.as_of_date, 30)).cast("int64").max(),
+    )
+    users = per_user.group_by(KEYS).aggregate(
+        active_users_count_30d=per_user.recent.sum(),
+        users_prev_30d=per_user.earlier.sum(),
     )
     # Days since last activity: a running max of activity days, over account-days and
     # snapshots in date order (activity on D itself sorts before the snapshot D).
@@ -171,8 +177,10 @@ def metric_history(
     if key_user_day is not None:
         k = g.join(key_user_day, [g.account_id == key_user_day.account_id,
                                   in_window(key_user_day.day, g.as_of_date, 30)])
-        adoption = k.group_by(KEYS).aggregate(
-            **{f"ku_{i}": k.user_id.nunique(where=k.event == f) for i, f in enumerate(key)}
+        feature_users = k.select(*KEYS, "user_id", "event").distinct()
+        adoption = feature_users.group_by(KEYS).aggregate(
+            **{f"ku_{i}": (feature_users.event == f).cast("int64").sum()
+               for i, f in enumerate(key)}
         )
         out = out.left_join(adoption, KEYS).drop("account_id_right", "as_of_date_right")
 
