@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.lifecycle import DEFAULT_GRACE_DAYS, active_accounts, renewal_outcomes
-from healthscore.contract import Validation, validate_sources
+from healthscore.contract import SOURCES, Validation, validate_sources
 from healthscore.errors import DataContractError
 from pipelines.io import read_data_folder
 
@@ -55,8 +55,6 @@ def load_data_folder(data_dir: Path) -> dict[str, pd.DataFrame]:
 
 def data_end_date(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
     """The last day with a recorded event: the natural "as of" of a data folder."""
-    from healthscore.contract import SOURCES
-
     ends = [
         table[SOURCES[name].date_column].max().normalize()
         for name, table in tables.items()
