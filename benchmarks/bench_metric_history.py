@@ -4,7 +4,7 @@ For each book size, every step runs as its own process under a wrapper that reco
 the process's peak resident memory (as in ``bench_demo_validate.py``):
 
 * ``load``   -- ``load_data_folder``: read and validate the demo folder.
-* ``engine`` -- ``compute_metric_history`` on the validated tables.
+* ``engine`` -- ``metric_history_from_parquet`` on the validated tables (staged as Parquet).
 * ``pandas`` -- ``reference_metric_history`` (``benchmarks/pandas_reference.py``).
 
 So that the engine's and the reference's memory is not hidden under the loading peak,
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime as dt
 import json
 import os
 import platform
@@ -95,7 +96,7 @@ def _child(step: str, folder: str, cache: str) -> None:
     import pyarrow.parquet as pq
 
     from healthscore.config import Config
-    from pipelines.validate import data_end_date, load_data_folder
+    from pipelines.validate import load_data_folder
 
     result: dict[str, object] = {}
     if step in ("load", "cache"):
@@ -109,24 +110,43 @@ def _child(step: str, folder: str, cache: str) -> None:
             for name, table in tables.items():
                 table.to_parquet(Path(cache) / f"{name}.parquet", index=False)
     else:
-        tables = {p.stem: pq.read_table(p).to_pandas()
-                  for p in sorted(Path(cache).glob("*.parquet"))}
-        as_of = data_end_date(tables).date()
+        as_of = _as_of(Path(cache))
         if step == "engine":
-            from pipelines.features import compute_metric_history as run
+            # What `healthscore features` runs after validating: DuckDB scans the staged
+            # validated Parquet itself; no pandas copy of the tables in this process.
+            from pipelines.features import metric_history_from_parquet
+
+            result["tables_rss_mb"] = _rss_mb()
+            start = time.perf_counter()
+            history = metric_history_from_parquet(Path(cache), as_of, Config())
         else:
             sys.path.insert(0, str(HERE.parent))
-            from pandas_reference import reference_metric_history as run
-        result["tables_rss_mb"] = _rss_mb()
-        start = time.perf_counter()
-        history = run(tables, as_of, Config())
+            from pandas_reference import reference_metric_history
+
+            tables = {p.stem: pq.read_table(p).to_pandas()
+                      for p in sorted(Path(cache).glob("*.parquet"))}
+            result["tables_rss_mb"] = _rss_mb()
+            start = time.perf_counter()
+            history = reference_metric_history(tables, as_of, Config())
         result["wall_s"] = time.perf_counter() - start
         result["rows"] = len(history)
         result["snapshots"] = history["as_of_date"].nunique()
-        result["events"] = len(tables["events"])
-        result["accounts"] = len(tables["accounts"])
+        result["events"] = pq.ParquetFile(Path(cache) / "events.parquet").metadata.num_rows
+        result["accounts"] = pq.ParquetFile(Path(cache) / "accounts.parquet").metadata.num_rows
     result["self_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
+
+
+def _as_of(cache: Path) -> dt.date:
+    """The last day in the cached tables, as ``healthscore features`` defaults to."""
+    import pyarrow.parquet as pq
+
+    from pipelines.validate import data_end_date
+
+    small = {p.stem: pq.read_table(p).to_pandas() for p in sorted(cache.glob("*.parquet"))
+             if p.stem != "events"}
+    events = pq.read_table(cache / "events.parquet", columns=["timestamp"]).to_pandas()
+    return data_end_date({**small, "events": events}).date()
 
 
 def _rss_mb() -> float:

@@ -46,6 +46,13 @@ USAGE_COUNTS = (
     "active_users_count_30d", "users_prev_30d", "events_daily_slope_90d",
     "active_users_daily_slope_90d",
 )
+
+
+def _event_columns(metrics: MetricsConfig) -> list[str]:
+    """Per-event counts and value sums: 0 when nothing happened, like the usage counts."""
+    return [*(f"event_{_slug(e)}_count_30d" for e in metrics.event_types),
+            *(f"event_{_slug(e)}_value_sum_30d" for e in metrics.value_events)]
+
 # Metrics that are whole numbers and never empty (the engine returns them as int64).
 INTEGERS = {
     "active_days_count_30d", "active_days_count_90d", "events_count_30d",
@@ -124,9 +131,12 @@ def reference_metric_history(
 
     out = pd.concat(rows).rename_axis("account_id").reset_index()
     out = out.sort_values(KEYS, ignore_index=True)
-    zero = [*USAGE_COUNTS, *(c for s, cols in SOURCE_COUNTS.items() if s in tables for c in cols)]
+    zero = [*USAGE_COUNTS, *_event_columns(metrics), *(c for s, cols in SOURCE_COUNTS.items() if s in tables for c in cols)]
     out[zero] = out[zero].fillna(0)
     out = _ratios(out, metrics)
+    if "tickets" in tables:
+        out["tickets_count_per_seat_90d"] = _ratio(out["tickets_count_90d"],
+                                                   out["seats_total_current"])
     out["activity_days_since_last"] = _days_since_last_activity(src["events"], out)
 
     columns = metric_names(metrics, set(tables), own)
@@ -198,6 +208,13 @@ def _contract(subs: pd.DataFrame, accounts: pd.DataFrame, day: pd.Timestamp) -> 
         next_end=("end", "min"),
         term_length_days_current=("length", "max"),
     )
+    year_ago = day - 365 * DAY
+    then = subs.loc[(subs["start"] <= year_ago) & (subs["end"] > year_ago)]
+    then = then.groupby("account_id").agg(arr_then=("arr", "sum"), seats_then=("seats", "sum"))
+    grid = grid.join(then, how="left")
+    grid["arr_change_365d"] = _ratio(grid["arr_total_current"], grid["arr_then"]) - 1
+    grid["seats_change_365d"] = _ratio(grid["seats_total_current"], grid["seats_then"]) - 1
+    grid = grid.drop(columns=["arr_then", "seats_then"])
     grid = grid.join(accounts.set_index("account_id")["created"], how="inner")
     grid["renewal_days_to_next"] = (grid["next_end"] - day).dt.days
     grid["tenure_days_current"] = (day - grid["created"]).dt.days
@@ -239,7 +256,16 @@ def _usage(events: pd.DataFrame, day: pd.Timestamp, metrics: MetricsConfig) -> p
         "events_daily_slope_90d": _daily_slope(daily["events"]),
         "active_users_daily_slope_90d": _daily_slope(daily["users"]),
     })
-    return pd.concat([last, before, active_90, used, adopters, slopes], axis=1)
+    per_event = w30.loc[w30["event"].isin(metrics.event_types)].groupby(
+        ["account_id", "event"])["n"].sum().unstack("event")
+    per_event = per_event.reindex(columns=list(metrics.event_types))
+    per_event.columns = [f"event_{_slug(e)}_count_30d" for e in metrics.event_types]
+    valued = w30.loc[w30["event"].isin(metrics.value_events) & w30["value"].notna()]
+    per_value = valued.groupby(["account_id", "event"])["value"].sum().unstack("event")
+    per_value = per_value.reindex(columns=list(metrics.value_events))
+    per_value.columns = [f"event_{_slug(e)}_value_sum_30d" for e in metrics.value_events]
+    return pd.concat([last, before, active_90, used, adopters, slopes, per_event, per_value],
+                     axis=1)
 
 
 def _daily_slope(per_day: pd.Series) -> pd.Series:
@@ -395,6 +421,9 @@ def _ratios(out: pd.DataFrame, metrics: MetricsConfig) -> pd.DataFrame:
     peak_users = by_account["active_users_count_30d"].cummax()
     new = {
         "events_per_active_user_30d": _ratio(events, users),
+        "events_count_per_seat_30d": _ratio(events, out["seats_total_current"]),
+        "active_days_share_tenure": _ratio(out["active_days_count_90d"],
+                                           (out["tenure_days_current"] + 1).clip(upper=90)),
         "active_users_ratio_30d": _ratio(users, out["seats_total_current"]),
         "advanced_events_share_30d": _ratio(out["advanced_30d"], events),
         "events_count_change_30d": _ratio(events, out["events_prev_30d"]) - 1,

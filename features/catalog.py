@@ -58,6 +58,8 @@ _FIXED: tuple[Metric, ...] = (
     Metric("events_per_active_user_30d", "frequency", "Events per active user in the last 30 days", "events/user", H, "events"),
     Metric("events_value_sum_30d", "frequency", "Sum of event `value` amounts in the last 30 days", "amount", H, "events"),
     Metric("activity_days_since_last", "frequency", "Days since the account's last product usage (empty: never used)", "days", R, "events"),
+    Metric("active_days_share_tenure", "frequency", "Active days in the last 90 days per day the account has existed in them (young accounts compare fairly)", "share", H, "events"),
+    Metric("events_count_per_seat_30d", "frequency", "Product events in the last 30 days per licensed seat", "events/seat", H, "events"),
     # breadth
     Metric("active_users_count_30d", "breadth", "Distinct users active in the last 30 days", "users", H, "events"),
     Metric("active_users_ratio_30d", "breadth", "Active users in the last 30 days per licensed seat", "ratio", H, "events"),
@@ -77,6 +79,8 @@ _FIXED: tuple[Metric, ...] = (
     Metric("tenure_days_current", "contract", "Days since the account was created", "days", H, "accounts"),
     Metric("renewal_days_to_next", "contract", "Days until the earliest covering term ends", "days", U, "subscriptions"),
     Metric("term_length_days_current", "contract", "Length of the longest covering term (about 30 monthly, 365 annual)", "days", U, "subscriptions"),
+    Metric("arr_change_365d", "contract", "ARR now against ARR a year earlier (relative change; empty: no term then)", "ratio", H, "subscriptions"),
+    Metric("seats_change_365d", "contract", "Licensed seats now against a year earlier (relative change; empty: no term then)", "ratio", H, "subscriptions"),
     # support
     Metric("tickets_count_30d", "support", "Support tickets opened in the last 30 days", "tickets", R, "tickets"),
     Metric("tickets_count_90d", "support", "Support tickets opened in the last 90 days", "tickets", R, "tickets"),
@@ -85,6 +89,7 @@ _FIXED: tuple[Metric, ...] = (
         Metric(f"tickets_{p}_count_90d", "support", f"Tickets of priority {p} opened in the last 90 days", "tickets", R, "tickets")
         for p in ("low", "normal", "high", "urgent")
     ),
+    Metric("tickets_count_per_seat_90d", "support", "Support tickets opened in the last 90 days per licensed seat", "tickets/seat", R, "tickets"),
     Metric("tickets_resolution_hours_mean_90d", "support", "Mean hours to resolve tickets opened in the last 90 days and resolved by the day", "hours", R, "tickets"),
     Metric("tickets_csat_mean_90d", "support", "Mean ticket CSAT (1-5) of tickets opened in the last 90 days and resolved by the day", "score", H, "tickets"),
     Metric("tickets_open_count_current", "support", "Tickets open at the end of the day", "tickets", R, "tickets"),
@@ -134,6 +139,19 @@ def catalog(
         )
         for f in config.key_features
     )
+    per_event = tuple(
+        Metric(
+            f"event_{_slug(e)}_count_30d", "frequency",
+            f"Events `{e}` (summing `count`) in the last 30 days", "events", U, "events",
+        )
+        for e in config.event_types
+    ) + tuple(
+        Metric(
+            f"event_{_slug(e)}_value_sum_30d", "frequency",
+            f"Sum of the `value` of events `{e}` in the last 30 days", "amount", U, "events",
+        )
+        for e in config.value_events
+    )
     per_milestone = tuple(
         Metric(
             f"onboarding_{_slug(m)}_days_to", "onboarding",
@@ -150,7 +168,7 @@ def catalog(
         )
         for c in own_columns
     )
-    metrics = _FIXED + per_feature + per_milestone + own
+    metrics = _FIXED + per_event + per_feature + per_milestone + own
     if not config.onboarding_milestones:  # nothing expected: no onboarding group
         metrics = tuple(m for m in metrics if m.group != "onboarding")
     return tuple(m for m in metrics if sources is None or m.source in sources)
@@ -184,8 +202,11 @@ and requires identical results).
 * **No data is not zero.** Counts are 0 when their source is present but nothing happened
   in the window; ratios, means and "latest" values are empty when there is nothing to
   measure; a whole group is absent when its source file is absent.
-* Per-feature and per-milestone metrics follow the config (`metrics.key_features`,
-  `metrics.onboarding_milestones`); the tables show the defaults. `own_<column>_latest`
+* Per-event, per-feature and per-milestone metrics follow the config
+  (`metrics.event_types`, `metrics.value_events`, `metrics.key_features`,
+  `metrics.onboarding_milestones`); the tables show the defaults. Their direction is
+  "unknown" for plain event counts: whether more of an event is healthy depends on the
+  event. `own_<column>_latest`
   exists for every numeric column of your `account_metrics` (latest value at or before D,
   at most `metrics.account_metrics_staleness_days` old, default 35).
 * "higher is" is the metric's direction, used for explanations and as an option for the

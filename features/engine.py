@@ -71,11 +71,18 @@ def _grid(subscriptions: ir.Table, accounts: ir.Table, dates: ir.Table) -> ir.Ta
         next_end=covering.end.min(),
         term_length_days_current=covering.end.delta(covering.start, unit="day").max(),
     )
+    # The same a year earlier, for past contraction or expansion.
+    year_ago = dates.mutate(then=dates.as_of_date - ibis.interval(days=365))
+    before = subs.join(year_ago, [subs.start <= year_ago.then, subs.end > year_ago.then])
+    before = before.group_by(KEYS).aggregate(arr_then=before.arr.sum(), seats_then=before.seats.sum())
     grid = grid.join(accounts.select("account_id", "created_at"), "account_id")
+    grid = grid.left_join(before, KEYS).drop("account_id_right", "as_of_date_right")
     return grid.mutate(
         renewal_days_to_next=grid.next_end.delta(grid.as_of_date, unit="day"),
         tenure_days_current=grid.as_of_date.delta(grid.created_at.date(), unit="day"),
-    ).drop("next_end", "created_at")
+        arr_change_365d=_ratio(grid.arr_total_current, grid.arr_then) - 1,
+        seats_change_365d=_ratio(grid.seats_total_current, grid.seats_then) - 1,
+    ).drop("next_end", "created_at", "arr_then", "seats_then")
 
 
 def metric_history(
@@ -96,91 +103,98 @@ def metric_history(
     dates = dates.mutate(as_of_date=dates.as_of_date.cast("date"))
     grid = _grid(tables["subscriptions"], tables["accounts"], dates)
 
-    events = tables["events"]
-    events = events.mutate(
-        day=events.timestamp.date(),
-        n=events["count"].fill_null(1),
-    )
-    # The only scan of raw events: everything below reads these daily aggregates.
-    user_event_day = events.group_by(["account_id", "user_id", "event", "day"]).aggregate(
-        n=events.n.sum(), value=events.value.sum()
-    )
-    key, advanced = list(config.key_features), list(config.advanced_features)
-    ued = user_event_day
-    account_day = ued.group_by(["account_id", "day"]).aggregate(
-        events=ued.n.sum(),
-        users=ued.user_id.nunique(),
-        value=ued.value.sum(),
-        advanced=ued.n.sum(where=ued.event.isin(advanced)) if advanced else ibis.literal(0),
-        **{f"k_{i}": ued.n.sum(where=ued.event == f) for i, f in enumerate(key)},
-    )
-    named = ued.filter(ued.user_id.notnull())
-    user_day = named.select("account_id", "user_id", "day").distinct()
-    key_user_day = named.filter(named.event.isin(key)).select(
-        "account_id", "user_id", "event", "day"
-    ).distinct() if key else None
-
     g = grid.select(*KEYS)
-    # Frequency, depth and event trend: one windowed join over account-days.
+    events = tables["events"]
+    events = events.mutate(day=events.timestamp.date(), n=events["count"].fill_null(1))
+    key, advanced = list(config.key_features), list(config.advanced_features)
+    types = list(dict.fromkeys([*config.event_types, *key]))
+    # Daily aggregates: the grouped passes over raw events. Everything below windows
+    # over these, never over events, and never once per snapshot.
+    account_day = events.group_by(["account_id", "day"]).aggregate(
+        events=events.n.sum(),
+        advanced=events.n.sum(where=events.event.isin(advanced)).fill_null(0)
+        if advanced else ibis.literal(0, "int64"),
+        **{f"e_{i}": events.n.sum(where=events.event == t).fill_null(0)
+           for i, t in enumerate(types)},
+    )
+    named = events.filter(events.user_id.notnull())
+    user_day = named.select("account_id", "user_id", "day").distinct()
+    users_day = user_day.group_by(["account_id", "day"]).aggregate(users=user_day.user_id.count())
+    account_day = account_day.left_join(users_day, ["account_id", "day"]).drop(
+        "account_id_right", "day_right")
+    account_day = account_day.mutate(users=account_day.users.fill_null(0))
+    valued = events.filter(events.value.notnull())
+    value_day = valued.group_by(["account_id", "day", "event"]).aggregate(
+        value=valued.value.sum())
+
+    # Frequency, depth and event trend: one windowed join of account-days to snapshots.
     j = g.join(account_day, [g.account_id == account_day.account_id,
                              in_window(account_day.day, g.as_of_date, 90)])
     last30 = in_window(j.day, j.as_of_date, 30)
     prev30 = ~last30 & in_window(j.day, j.as_of_date, 60)
+    index = {t_: i for i, t_ in enumerate(types)}
     usage = j.group_by(KEYS).aggregate(
         active_days_count_30d=j.day.count(where=last30),
         active_days_count_90d=j.day.count(),
         events_count_30d=j.events.sum(where=last30),
         events_prev_30d=j.events.sum(where=prev30),
-        events_value_sum_30d=j.value.sum(where=last30),
         advanced_30d=j.advanced.sum(where=last30),
         # Least-squares slope over the 90 days, days without usage counting as 0: only
         # the active days' sums are needed, the rest are constants of the window.
         _sy=j.events.sum(), _sxy=(j.events * _day_index(j.day, j.as_of_date)).sum(),
         _su=j.users.sum(), _sxu=(j.users * _day_index(j.day, j.as_of_date)).sum(),
         key_features_used_count_30d=sum(
-            (j[f"k_{i}"].sum(where=last30).fill_null(0) > 0).cast("int64")
-            for i in range(len(key))
-        ) if key else ibis.literal(0),
-    )
-    # Breadth and its trend: distinct users over user-days.
-    u = g.join(user_day, [g.account_id == user_day.account_id,
-                          in_window(user_day.day, g.as_of_date, 60)])
-    # Two steps (one row per snapshot and user, then sums) instead of filtered
-    # COUNT(DISTINCT): the same numbers, and much cheaper on large joins.
-    per_user = u.group_by([*KEYS, "user_id"]).aggregate(
-        recent=in_window(u.day, u.as_of_date, 30).cast("int64").max(),
-        earlier=(~in_window(u.day, u.as_of_date, 30)).cast("int64").max(),
-    )
-    users = per_user.group_by(KEYS).aggregate(
-        active_users_count_30d=per_user.recent.sum(),
-        users_prev_30d=per_user.earlier.sum(),
+            (j[f"e_{index[f]}"].sum(where=last30).fill_null(0) > 0).cast("int64") for f in key
+        ) if key else ibis.literal(0, "int64"),
+        **{f"event_{_slug(e)}_count_30d": j[f"e_{index[e]}"].sum(where=last30)
+           for e in config.event_types},
     )
     # Days since last activity: a running max of activity days, over account-days and
     # snapshots in date order (activity on D itself sorts before the snapshot D).
     marks = account_day.select("account_id", at=account_day.day, active=ibis.literal(1)).union(
         g.select("account_id", at=g.as_of_date, active=ibis.literal(0))
     )
-    window = ibis.window(group_by=marks.account_id, order_by=[marks.at, ibis.desc(marks.active)],
-                         preceding=None, following=0)
+    running = ibis.window(group_by=marks.account_id,
+                          order_by=[marks.at, ibis.desc(marks.active)], preceding=None, following=0)
     marks = marks.mutate(
-        last_day=ibis.ifelse(marks.active == 1, marks.at, ibis.null("date")).max().over(window)
+        last_day=ibis.ifelse(marks.active == 1, marks.at, ibis.null("date")).max().over(running)
     )
     snaps = marks.filter(marks.active == 0)
     last = snaps.select(
         "account_id", as_of_date=snaps.at,
         activity_days_since_last=snaps.at.delta(snaps.last_day, unit="day"),
     )
+    # Amounts are floats: summed over a windowed join of the (few) days that carry one,
+    # not as differences of running totals, which would depend on summation order.
+    v = g.join(value_day, [g.account_id == value_day.account_id,
+                           in_window(value_day.day, g.as_of_date, 30)])
+    values = v.group_by(KEYS).aggregate(
+        events_value_sum_30d=v.value.sum(),
+        **{f"event_{_slug(e)}_value_sum_30d": v.value.sum(where=v.event == e)
+           for e in config.value_events},
+    )
+    # Breadth and its trend: distinct users in (D - 30, D] and (D - 60, D - 30].
+    points = g.mutate(at=_day_number(g.as_of_date)).union(
+        g.mutate(at=_day_number(g.as_of_date) - 30))
+    counted = _distinct_users_at(user_day, points, ["account_id"], 30)
+    now = counted.at == _day_number(counted.as_of_date)
+    users = counted.group_by(KEYS).aggregate(
+        active_users_count_30d=counted.users.max(where=now),
+        users_prev_30d=counted.users.max(where=~now),
+    )
 
     out = grid.left_join(usage, KEYS).drop("account_id_right", "as_of_date_right")
-    out = out.left_join(users, KEYS).drop("account_id_right", "as_of_date_right")
+    out = out.left_join(values, KEYS).drop("account_id_right", "as_of_date_right")
     out = out.left_join(last, KEYS).drop("account_id_right", "as_of_date_right")
-    if key_user_day is not None:
-        k = g.join(key_user_day, [g.account_id == key_user_day.account_id,
-                                  in_window(key_user_day.day, g.as_of_date, 30)])
-        feature_users = k.select(*KEYS, "user_id", "event").distinct()
-        adoption = feature_users.group_by(KEYS).aggregate(
-            **{f"ku_{i}": (feature_users.event == f).cast("int64").sum()
-               for i, f in enumerate(key)}
+    out = out.left_join(users, KEYS).drop("account_id_right", "as_of_date_right")
+    if key:
+        key_user_day = named.filter(named.event.isin(key)).select(
+            "account_id", "user_id", "event", "day").distinct()
+        features = ibis.memtable(pd.DataFrame({"event": key}))
+        points = g.cross_join(features).mutate(at=_day_number(g.as_of_date))
+        counted = _distinct_users_at(key_user_day, points, ["account_id", "event"], 30)
+        adoption = counted.group_by(KEYS).aggregate(
+            **{f"ku_{i}": counted.users.max(where=counted.event == f) for i, f in enumerate(key)}
         )
         out = out.left_join(adoption, KEYS).drop("account_id_right", "as_of_date_right")
 
@@ -193,11 +207,18 @@ def metric_history(
         "events_prev_30d", "events_value_sum_30d", "advanced_30d",
         "key_features_used_count_30d", "active_users_count_30d", "users_prev_30d",
         "_sy", "_sxy", "_su", "_sxu",
+        *(f"event_{_slug(e)}_count_30d" for e in config.event_types),
+        *(f"event_{_slug(e)}_value_sum_30d" for e in config.value_events),
     )}
     out = out.mutate(**zero)
     seats = out.seats_total_current
     out = out.mutate(
         events_per_active_user_30d=_ratio(out.events_count_30d, out.active_users_count_30d),
+        events_count_per_seat_30d=_ratio(out.events_count_30d, seats),
+        active_days_share_tenure=_ratio(
+            out.active_days_count_90d,
+            ibis.least(out.tenure_days_current + 1, ibis.literal(90, "int64")),
+        ),
         active_users_ratio_30d=_ratio(out.active_users_count_30d, seats),
         advanced_events_share_30d=_ratio(out.advanced_30d, out.events_count_30d),
         events_count_change_30d=_ratio(out.events_count_30d, out.events_prev_30d) - 1,
@@ -211,6 +232,8 @@ def metric_history(
             for i, f in enumerate(key)
         },
     )
+    if "tickets" in tables:
+        out = out.mutate(tickets_count_per_seat_90d=_ratio(out.tickets_count_90d, seats))
     # Fall from the account's own peak: the highest 30-day usage at any earlier snapshot.
     peak = ibis.window(group_by=out.account_id, order_by=out.as_of_date, preceding=None, following=0)
     out = out.mutate(
@@ -260,7 +283,61 @@ def _join_groups(out: ir.Table, g: ir.Table, tables: Mapping[str, ir.Table],
     return out.mutate(**zero) if zero else out
 
 
+def _distinct_users_at(
+    user_days: ir.Table, points: ir.Table, by: list[str], days: int
+) -> ir.Table:
+    """Distinct users active in the ``days``-day window ending at each point, per ``by``.
+
+    A user active on day d counts for every point in [d, d + days). Consecutive active
+    days less than ``days`` apart merge into one run, counting over [first, last + days);
+    so each run becomes +1 at its first day and -1 ``days`` after its last, and the count
+    at a point is the running sum of those steps up to it. Cost grows with user-days and
+    points, not with their product (which a windowed join would take). The steps up to a
+    point depend only on days up to it: a run's end is placed only where no later day
+    falls inside the window, and that later day would itself be before the point.
+
+    Args:
+        user_days: Distinct rows of ``by``, ``user_id`` and ``day``.
+        points: Rows of ``by``, ``at`` (the day number, see :func:`_day_number`, of the
+            window's last day) and any other columns.
+        by: The columns that a count is per (``account_id``, and a feature, say).
+        days: Window length.
+
+    Returns:
+        ``points`` with a ``users`` column (0 where nobody was active).
+    """
+    per_user = ibis.window(group_by=[*by, "user_id"], order_by="day")
+    t = user_days.mutate(before=user_days.day.lag().over(per_user),
+                         after=user_days.day.lead().over(per_user))
+    starts = t.filter(t.before.isnull() | (t.day.delta(t.before, unit="day") >= days))
+    ends = t.filter(t.after.isnull() | (t.after.delta(t.day, unit="day") >= days))
+    steps = starts.select(*by, at=_day_number(starts.day), step=ibis.literal(1, "int64")).union(
+        ends.select(*by, at=_day_number(ends.day) + days, step=ibis.literal(-1, "int64")),
+        distinct=False,
+    )
+    steps = steps.group_by([*by, "at"]).aggregate(step=steps.step.sum())
+    marks = points.select(*by, "at").distinct()
+    timeline = steps.mutate(mark=ibis.literal(0, "int64")).union(
+        marks.mutate(step=ibis.literal(0, "int64"), mark=ibis.literal(1, "int64")),
+        distinct=False,
+    )
+    # Steps on a day come before that day's mark: a user active on the point day counts.
+    running = ibis.window(group_by=by, order_by=[timeline.at, timeline.mark],
+                          preceding=None, following=0)
+    timeline = timeline.mutate(users=timeline.step.sum().over(running))
+    counts = timeline.filter(timeline.mark == 1).select(*by, "at", "users")
+    out = points.left_join(counts, [*by, "at"])
+    out = out.drop(*(f"{c}_right" for c in [*by, "at"]))
+    return out.mutate(users=out.users.fill_null(0))
+
+
 SLOPE_DAYS = 90
+EPOCH = ibis.date(1970, 1, 1)
+
+
+def _day_number(day: ir.DateValue) -> ir.IntegerValue:
+    """Days since 1970-01-01: integer day arithmetic that every engine does alike."""
+    return day.delta(EPOCH, unit="day")
 
 
 def _day_index(day: ir.DateValue, as_of: ir.DateValue) -> ir.IntegerValue:

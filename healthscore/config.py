@@ -27,6 +27,15 @@ class MetricsConfig(BaseModel):
         ("api_call", "automation_rule", "custom_integration"),
         description="Event names of advanced features (share of advanced use).",
     )
+    event_types: tuple[str, ...] = Field(
+        ("login", "create_report", "share_dashboard", "run_workflow", "export_data",
+         "api_call", "automation_rule", "custom_integration", "deal_closed"),
+        description="Event names that get their own 30-day count (frequency).",
+    )
+    value_events: tuple[str, ...] = Field(
+        ("deal_closed",),
+        description="Event names whose `value` amounts get their own 30-day sum.",
+    )
     onboarding_milestones: tuple[str, ...] = Field(
         ("kickoff", "admin_setup", "integration", "first_value", "team_training", "go_live"),
         description="Expected onboarding milestones, in order.",

@@ -224,6 +224,7 @@ def features(
     out_file: Annotated[Path, typer.Option("--out", help="Metric history file (.parquet/.csv).")],
     as_of: Annotated[str | None, typer.Option("--as-of", help="Last snapshot date [default: last day in the data].")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
+    memory_limit: Annotated[str | None, typer.Option("--memory-limit", help="Cap DuckDB's memory (e.g. 2GB); it spills to disk beyond it.")] = None,
 ) -> None:
     """Build the point-in-time metric history (one row per account per snapshot)."""
     from pipelines.config import load_config
@@ -232,7 +233,7 @@ def features(
     cfg = load_config(config)
     with _progress() as progress:
         progress.add_task("validating and building the metric history", total=None)
-        history = build_features(data, out_file, parse_as_of(as_of), cfg)
+        history = build_features(data, out_file, parse_as_of(as_of), cfg, memory_limit)
     dates = history["as_of_date"]
     out.print(
         f"Metric history: {len(history):,} rows ({history['account_id'].nunique():,} accounts x "

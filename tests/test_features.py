@@ -175,6 +175,7 @@ def test_support_hand_computed(rich_history):
     assert a["tickets_resolution_hours_mean_90d"] == pytest.approx((24 + 6) / 2)
     assert a["tickets_csat_mean_90d"] == pytest.approx(4.5)
     assert b["tickets_count_90d"] == 0 and pd.isna(b["tickets_csat_mean_90d"])
+    assert a["tickets_count_per_seat_90d"] == pytest.approx(3 / 10)  # a has 10 seats
 
 
 def test_sentiment_hand_computed(rich_history):
@@ -317,3 +318,54 @@ def test_no_expected_milestones_means_no_onboarding_group():
     history = compute_metric_history(tiny_with_sources(), D, cfg)
     assert not any(c.startswith("onboarding_") for c in history.columns)
     assert "tickets_count_30d" in history.columns
+
+
+def test_event_types_per_seat_and_tenure_hand_computed():
+    cfg = Config(metrics=MetricsConfig(key_features=("report",), advanced_features=("api",),
+                                       event_types=("login", "report"), value_events=("report",)))
+    history = compute_metric_history(tiny(), D, cfg)
+    a = history.loc[history["as_of_date"] == pd.Timestamp(D)].set_index("account_id").loc["a"]
+    assert a["event_login_count_30d"] == 1
+    assert a["event_report_count_30d"] == 3  # the 5 on 03-01 is 30 days back: outside
+    assert a["event_report_value_sum_30d"] == 100.0
+    assert a["events_count_per_seat_30d"] == pytest.approx(7 / 10)
+    # Active on 03-31, 03-30, 03-02 and 03-01; the account is 90 days old at D.
+    assert a["active_days_share_tenure"] == pytest.approx(4 / 90)
+    b = history.loc[history["as_of_date"] == pd.Timestamp(D)].set_index("account_id").loc["b"]
+    assert b["event_login_count_30d"] == 0 and b["active_days_share_tenure"] == 0
+
+
+def test_past_contraction_or_expansion_hand_computed():
+    tables = tiny()
+    tables["subscriptions"] = pd.DataFrame({
+        "account_id": ["a", "a", "b"],
+        "start_date": ts("2023-01-01", "2024-01-01", "2024-03-01"),
+        "end_date": ts("2024-01-01", "2025-01-01", "2024-04-01"),
+        "arr": [1000.0, 1500.0, 600.0],
+        "seats": pd.array([5, 4, 2], dtype="Int64"),
+    })
+    tables["accounts"].loc[0, "created_at"] = pd.Timestamp("2023-01-01")
+    history = compute_metric_history(tables, D, CONFIG)
+    at_d = history.loc[history["as_of_date"] == pd.Timestamp(D)].set_index("account_id")
+    assert at_d.loc["a", "arr_change_365d"] == pytest.approx(0.5)
+    assert at_d.loc["a", "seats_change_365d"] == pytest.approx(-0.2)
+    assert pd.isna(at_d.loc["b", "arr_change_365d"])  # no term a year earlier: unknown
+
+
+def test_staged_parquet_path_equals_in_memory_path(tmp_path, data_folder):
+    from pipelines.features import build_features
+    from pipelines.validate import load_data_folder
+
+    folder = data_folder()
+    as_of = dt.date(2024, 3, 15)
+    staged = build_features(folder, tmp_path / "h.parquet", as_of, Config(), memory_limit="1GB")
+    in_memory = compute_metric_history(load_data_folder(folder), as_of, Config())
+    pd.testing.assert_frame_equal(staged, in_memory)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "h.parquet"), staged)
+
+
+def test_cli_features_rejects_a_bad_memory_limit(tmp_path, data_folder):
+    result = CliRunner().invoke(app, ["features", "--data", str(data_folder()), "--out",
+                                      str(tmp_path / "h.parquet"), "--memory-limit", "lots; DROP"])
+    assert result.exit_code == 2 and "use a size such as 2GB" in result.output
+    assert not (tmp_path / "h.parquet").exists()
