@@ -16,7 +16,7 @@ snapshot D when d <= D. Nothing stamped after D enters any value for D.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import ibis
 import ibis.expr.types as ir
@@ -86,7 +86,8 @@ def _grid(subscriptions: ir.Table, accounts: ir.Table, dates: ir.Table) -> ir.Ta
 
 
 def metric_history(
-    tables: Mapping[str, ir.Table], snapshots: list[dt.date], config: MetricsConfig
+    tables: Mapping[str, ir.Table], snapshots: list[dt.date], config: MetricsConfig,
+    materialize: Callable[[ir.Table], ir.Table] | None = None,
 ) -> ir.Table:
     """The metric history expression: one row per account active at each snapshot.
 
@@ -95,13 +96,19 @@ def metric_history(
             ``subscriptions`` and ``events`` are required).
         snapshots: Snapshot dates (see :func:`snapshot_dates`).
         config: Metric settings (key and advanced features).
+        materialize: Optionally computes an intermediate table in the backend and
+            returns a handle to it (e.g. ``lambda t: con.create_table(name, t,
+            temp=True)``). The daily aggregates go through it, so the backend runs a few
+            moderate queries instead of one huge one: less memory held at once.
 
     Returns:
-        An Ibis table with ``account_id``, ``as_of_date`` and every catalog metric.
+        An Ibis table with ``account_id``, ``as_of_date`` and every catalog metric, in no
+        particular row order (sorting is cheaper in the caller than in the engine).
     """
     dates = ibis.memtable(pd.DataFrame({"as_of_date": pd.Series(snapshots, dtype="object")}))
     dates = dates.mutate(as_of_date=dates.as_of_date.cast("date"))
-    grid = _grid(tables["subscriptions"], tables["accounts"], dates)
+    keep = materialize or (lambda t: t)
+    grid = keep(_grid(tables["subscriptions"], tables["accounts"], dates))
 
     g = grid.select(*KEYS)
     events = tables["events"]
@@ -111,43 +118,51 @@ def metric_history(
     # Daily aggregates: the grouped passes over raw events. Everything below windows
     # over these, never over events, and never once per snapshot.
     account_day = events.group_by(["account_id", "day"]).aggregate(
-        events=events.n.sum(),
-        advanced=events.n.sum(where=events.event.isin(advanced)).fill_null(0)
+        events=_int_sum(events.n),
+        advanced=_int_sum(events.n, where=events.event.isin(advanced)).fill_null(0)
         if advanced else ibis.literal(0, "int64"),
-        **{f"e_{i}": events.n.sum(where=events.event == t).fill_null(0)
+        **{f"e_{i}": _int_sum(events.n, where=events.event == t).fill_null(0)
            for i, t in enumerate(types)},
     )
     named = events.filter(events.user_id.notnull())
-    user_day = named.select("account_id", "user_id", "day").distinct()
+    user_day = keep(named.select("account_id", "user_id", "day").distinct())
     users_day = user_day.group_by(["account_id", "day"]).aggregate(users=user_day.user_id.count())
     account_day = account_day.left_join(users_day, ["account_id", "day"]).drop(
         "account_id_right", "day_right")
-    account_day = account_day.mutate(users=account_day.users.fill_null(0))
+    account_day = keep(account_day.mutate(users=account_day.users.fill_null(0)))
     valued = events.filter(events.value.notnull())
     value_day = valued.group_by(["account_id", "day", "event"]).aggregate(
         value=valued.value.sum())
 
     # Frequency, depth and event trend: one windowed join of account-days to snapshots.
-    j = g.join(account_day, [g.account_id == account_day.account_id,
-                             in_window(account_day.day, g.as_of_date, 90)])
-    last30 = in_window(j.day, j.as_of_date, 30)
-    prev30 = ~last30 & in_window(j.day, j.as_of_date, 60)
+    # Two windowed joins of account-days to snapshots: the 30-day one carries the many
+    # per-event columns, the 90-day one only what needs 60 or 90 days. Windows compare
+    # integer day numbers: much cheaper per joined row than date arithmetic.
+    ad = account_day.mutate(dn=_day_number(account_day.day))
+    gn = g.mutate(gdn=_day_number(g.as_of_date))
+    j = gn.join(ad, [gn.account_id == ad.account_id, ad.dn <= gn.gdn, ad.dn > gn.gdn - 30])
     index = {t_: i for i, t_ in enumerate(types)}
-    usage = j.group_by(KEYS).aggregate(
-        active_days_count_30d=j.day.count(where=last30),
-        active_days_count_90d=j.day.count(),
-        events_count_30d=j.events.sum(where=last30),
-        events_prev_30d=j.events.sum(where=prev30),
-        advanced_30d=j.advanced.sum(where=last30),
+    recent = j.group_by(KEYS).aggregate(
+        active_days_count_30d=j.dn.count(),
+        events_count_30d=_int_sum(j.events),
+        advanced_30d=_int_sum(j.advanced),
+        key_features_used_count_30d=sum(
+            (_int_sum(j[f"e_{index[f]}"]) > 0).cast("int64") for f in key
+        ) if key else ibis.literal(0, "int64"),
+        **{f"event_{_slug(e)}_count_30d": _int_sum(j[f"e_{index[e]}"]) for e in config.event_types},
+    )
+    ad = ad.select("account_id", "dn", "events", "users")
+    j = gn.join(ad, [gn.account_id == ad.account_id, ad.dn <= gn.gdn, ad.dn > gn.gdn - 90])
+    age = j.gdn - j.dn  # 0 on the snapshot day
+    # x = 0 on the first day of the 90-day window, 89 on the snapshot day.
+    x = (SLOPE_DAYS - 1) - age
+    longer = j.group_by(KEYS).aggregate(
+        active_days_count_90d=j.dn.count(),
+        events_prev_30d=_int_sum(j.events, where=(age >= 30) & (age < 60)),
         # Least-squares slope over the 90 days, days without usage counting as 0: only
         # the active days' sums are needed, the rest are constants of the window.
-        _sy=j.events.sum(), _sxy=(j.events * _day_index(j.day, j.as_of_date)).sum(),
-        _su=j.users.sum(), _sxu=(j.users * _day_index(j.day, j.as_of_date)).sum(),
-        key_features_used_count_30d=sum(
-            (j[f"e_{index[f]}"].sum(where=last30).fill_null(0) > 0).cast("int64") for f in key
-        ) if key else ibis.literal(0, "int64"),
-        **{f"event_{_slug(e)}_count_30d": j[f"e_{index[e]}"].sum(where=last30)
-           for e in config.event_types},
+        _sy=_int_sum(j.events), _sxy=_int_sum(j.events * x),
+        _su=_int_sum(j.users), _sxu=_int_sum(j.users * x),
     )
     # Days since last activity: a running max of activity days, over account-days and
     # snapshots in date order (activity on D itself sorts before the snapshot D).
@@ -176,27 +191,27 @@ def metric_history(
     # Breadth and its trend: distinct users in (D - 30, D] and (D - 60, D - 30].
     points = g.mutate(at=_day_number(g.as_of_date)).union(
         g.mutate(at=_day_number(g.as_of_date) - 30))
-    counted = _distinct_users_at(user_day, points, ["account_id"], 30)
+    counted = _distinct_users_at(user_day, points, 30)
     now = counted.at == _day_number(counted.as_of_date)
     users = counted.group_by(KEYS).aggregate(
         active_users_count_30d=counted.users.max(where=now),
         users_prev_30d=counted.users.max(where=~now),
     )
 
-    out = grid.left_join(usage, KEYS).drop("account_id_right", "as_of_date_right")
+    recent, longer, last, values, users = (keep(t) for t in (recent, longer, last, values, users))
+    out = grid.left_join(recent, KEYS).drop("account_id_right", "as_of_date_right")
+    out = out.left_join(longer, KEYS).drop("account_id_right", "as_of_date_right")
     out = out.left_join(values, KEYS).drop("account_id_right", "as_of_date_right")
     out = out.left_join(last, KEYS).drop("account_id_right", "as_of_date_right")
     out = out.left_join(users, KEYS).drop("account_id_right", "as_of_date_right")
     if key:
-        key_user_day = named.filter(named.event.isin(key)).select(
-            "account_id", "user_id", "event", "day").distinct()
-        features = ibis.memtable(pd.DataFrame({"event": key}))
-        points = g.cross_join(features).mutate(at=_day_number(g.as_of_date))
-        counted = _distinct_users_at(key_user_day, points, ["account_id", "event"], 30)
-        adoption = counted.group_by(KEYS).aggregate(
-            **{f"ku_{i}": counted.users.max(where=counted.event == f) for i, f in enumerate(key)}
-        )
-        out = out.left_join(adoption, KEYS).drop("account_id_right", "as_of_date_right")
+        key_user_day = keep(named.filter(named.event.isin(key)).select(
+            "account_id", "user_id", "event", "day").distinct())
+        points = g.mutate(at=_day_number(g.as_of_date))
+        adoption = _distinct_users_at(key_user_day, points, 30, split=("event", key))
+        adoption = adoption.select(*KEYS, **{f"ku_{i}": adoption[f"users_{i}"]
+                                             for i in range(len(key))})
+        out = out.left_join(keep(adoption), KEYS).drop("account_id_right", "as_of_date_right")
 
     out = _join_groups(out, g, tables, config)
 
@@ -234,17 +249,27 @@ def metric_history(
     )
     if "tickets" in tables:
         out = out.mutate(tickets_count_per_seat_90d=_ratio(out.tickets_count_90d, seats))
-    # Fall from the account's own peak: the highest 30-day usage at any earlier snapshot.
-    peak = ibis.window(group_by=out.account_id, order_by=out.as_of_date, preceding=None, following=0)
+    # Fall from the account's own peak: the highest 30-day usage at any earlier snapshot,
+    # over a narrow table (a window drags every column it sees along).
+    narrow = g.left_join(recent.select(*KEYS, "events_count_30d"), KEYS).drop(
+        "account_id_right", "as_of_date_right")
+    narrow = narrow.left_join(users.select(*KEYS, "active_users_count_30d"), KEYS).drop(
+        "account_id_right", "as_of_date_right")
+    peak = ibis.window(group_by=narrow.account_id, order_by=narrow.as_of_date,
+                       preceding=None, following=0)
+    peaks = narrow.select(
+        *KEYS,
+        _peak_events=narrow.events_count_30d.fill_null(0).max().over(peak),
+        _peak_users=narrow.active_users_count_30d.fill_null(0).max().over(peak),
+    )
+    out = out.left_join(peaks, KEYS).drop("account_id_right", "as_of_date_right")
     out = out.mutate(
-        events_count_drop_from_peak=1 - _ratio(out.events_count_30d,
-                                               out.events_count_30d.max().over(peak)),
-        active_users_drop_from_peak=1 - _ratio(out.active_users_count_30d,
-                                               out.active_users_count_30d.max().over(peak)),
+        events_count_drop_from_peak=1 - _ratio(out.events_count_30d, out._peak_events),
+        active_users_drop_from_peak=1 - _ratio(out.active_users_count_30d, out._peak_users),
     )
     sources = set(tables)
     own = own_metric_columns(tables)
-    return out.select(*KEYS, *metric_names(config, sources, own)).order_by(KEYS)
+    return out.select(*KEYS, *metric_names(config, sources, own))
 
 
 def own_metric_columns(tables: Mapping[str, ir.Table]) -> tuple[str, ...]:
@@ -284,9 +309,9 @@ def _join_groups(out: ir.Table, g: ir.Table, tables: Mapping[str, ir.Table],
 
 
 def _distinct_users_at(
-    user_days: ir.Table, points: ir.Table, by: list[str], days: int
+    user_days: ir.Table, points: ir.Table, days: int, split: tuple[str, list] | None = None
 ) -> ir.Table:
-    """Distinct users active in the ``days``-day window ending at each point, per ``by``.
+    """Distinct users per account active in the ``days``-day window ending at each point.
 
     A user active on day d counts for every point in [d, d + days). Consecutive active
     days less than ``days`` apart merge into one run, counting over [first, last + days);
@@ -297,15 +322,19 @@ def _distinct_users_at(
     falls inside the window, and that later day would itself be before the point.
 
     Args:
-        user_days: Distinct rows of ``by``, ``user_id`` and ``day``.
-        points: Rows of ``by``, ``at`` (the day number, see :func:`_day_number`, of the
-            window's last day) and any other columns.
-        by: The columns that a count is per (``account_id``, and a feature, say).
+        user_days: Distinct rows of ``account_id``, ``user_id``, ``day`` (and the
+            ``split`` column).
+        points: Rows of ``account_id`` and ``at`` (the day number, see
+            :func:`_day_number`, of the window's last day), and any other columns.
         days: Window length.
+        split: (column, values): count users separately for each value of the column
+            (a user who used two features counts once for each).
 
     Returns:
-        ``points`` with a ``users`` column (0 where nobody was active).
+        ``points`` with ``users`` (or ``users_0``, ``users_1``, ... per split value),
+        0 where nobody was active.
     """
+    by = ["account_id", split[0]] if split else ["account_id"]
     per_user = ibis.window(group_by=[*by, "user_id"], order_by="day")
     t = user_days.mutate(before=user_days.day.lag().over(per_user),
                          after=user_days.day.lead().over(per_user))
@@ -315,20 +344,36 @@ def _distinct_users_at(
         ends.select(*by, at=_day_number(ends.day) + days, step=ibis.literal(-1, "int64")),
         distinct=False,
     )
-    steps = steps.group_by([*by, "at"]).aggregate(step=steps.step.sum())
-    marks = points.select(*by, "at").distinct()
+    # One timeline per account; a column of steps per split value.
+    names = [f"users_{i}" for i in range(len(split[1]))] if split else ["users"]
+    conditions = [steps[split[0]] == v for v in split[1]] if split else [None]
+    steps = steps.group_by(["account_id", "at"]).aggregate(**{
+        n: _int_sum(steps.step, where=c).fill_null(0) if c is not None else _int_sum(steps.step)
+        for n, c in zip(names, conditions)
+    })
+    marks = points.select("account_id", "at").distinct()
     timeline = steps.mutate(mark=ibis.literal(0, "int64")).union(
-        marks.mutate(step=ibis.literal(0, "int64"), mark=ibis.literal(1, "int64")),
+        marks.mutate(**{n: ibis.literal(0, "int64") for n in names}, mark=ibis.literal(1, "int64"))
+        .select("account_id", "at", *names, "mark"),
         distinct=False,
     )
     # Steps on a day come before that day's mark: a user active on the point day counts.
-    running = ibis.window(group_by=by, order_by=[timeline.at, timeline.mark],
+    running = ibis.window(group_by=timeline.account_id, order_by=[timeline.at, timeline.mark],
                           preceding=None, following=0)
-    timeline = timeline.mutate(users=timeline.step.sum().over(running))
-    counts = timeline.filter(timeline.mark == 1).select(*by, "at", "users")
-    out = points.left_join(counts, [*by, "at"])
-    out = out.drop(*(f"{c}_right" for c in [*by, "at"]))
-    return out.mutate(users=out.users.fill_null(0))
+    timeline = timeline.mutate(**{n: timeline[n].cast("float64").sum().over(running).cast("int64")
+                                  for n in names})
+    counts = timeline.filter(timeline.mark == 1).select("account_id", "at", *names)
+    out = points.left_join(counts, ["account_id", "at"]).drop("account_id_right", "at_right")
+    return out.mutate(**{n: out[n].fill_null(0) for n in names})
+
+
+def _int_sum(value: ir.IntegerValue, where: ir.BooleanValue | None = None) -> ir.IntegerValue:
+    """Sum of integers, as a 64-bit integer.
+
+    Summed as double and cast back: DuckDB sums BIGINT into 128-bit integers, several
+    times slower in the big joins; doubles add integers exactly below 2**53.
+    """
+    return value.cast("float64").sum(where=where).cast("int64")
 
 
 SLOPE_DAYS = 90
@@ -338,11 +383,6 @@ EPOCH = ibis.date(1970, 1, 1)
 def _day_number(day: ir.DateValue) -> ir.IntegerValue:
     """Days since 1970-01-01: integer day arithmetic that every engine does alike."""
     return day.delta(EPOCH, unit="day")
-
-
-def _day_index(day: ir.DateValue, as_of: ir.DateValue) -> ir.IntegerValue:
-    """0 for the first day of the 90-day window ending with ``as_of``, 89 for ``as_of``."""
-    return (SLOPE_DAYS - 1) - as_of.delta(day, unit="day")
 
 
 def _slope(sum_y: ir.NumericValue, sum_xy: ir.NumericValue) -> ir.FloatingValue:

@@ -45,6 +45,39 @@ class MetricsConfig(BaseModel):
     )
 
 
+class EngineConfig(BaseModel):
+    """How the metric engine runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    memory_limit: str = Field(
+        "1500MB", pattern=r"(?i)^\s*\d+(\.\d+)?\s*[KMGT]i?B\s*$",
+        description="DuckDB's memory cap; beyond it, it spills to a temporary folder.",
+    )
+
+
+class ModelConfig(BaseModel):
+    """How observations are labelled, how the backtest splits time, and the models."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    horizon_days: int = Field(90, ge=7, le=730, description="Predict churn in (D + lead, D + lead + horizon].")
+    lead_days: int = Field(0, ge=0, le=365, description="Gap between the observation date and the label window.")
+    folds: int = Field(4, ge=1, le=24, description="Walk-forward backtest folds (the reported period).")
+    fold_days: int = Field(56, ge=7, description="Length of each backtest fold, in days of observation dates.")
+    tuning_folds: int = Field(2, ge=1, le=12, description="Folds before the backtest period that tuning uses.")
+    calibration_days: int = Field(56, ge=7, description="The latest training observations held out to calibrate and early-stop.")
+    capacity: int = Field(25, ge=1, description="Accounts a CS team can work per week: precision and recall at this many.")
+    monotone: bool = Field(True, description="Constrain LightGBM to the catalog's metric directions.")
+    seed: int = Field(7, description="Random seed of every model and of tuning.")
+    gate_tolerance: float = Field(0.005, ge=0, le=0.2, description="Largest backtest ROC-AUC loss against the champion that still promotes.")
+    lightgbm: dict[str, float | int] = Field(
+        default_factory=dict, description="LightGBM parameters over the defaults (tuning writes its best here)."
+    )
+    registered_model: str = Field("healthscore", description="Name of the model in the MLflow registry.")
+    experiment: str = Field("healthscore", description="MLflow experiment name.")
+
+
 class Config(BaseModel):
     """The whole healthscore configuration."""
 
@@ -52,3 +85,5 @@ class Config(BaseModel):
 
     grace_days: int = Field(30, ge=0, description="Days a renewal may lag a term's end.")
     metrics: MetricsConfig = MetricsConfig()
+    model: ModelConfig = ModelConfig()
+    engine: EngineConfig = EngineConfig()

@@ -12,6 +12,7 @@ Exit codes: 0 success; 1 the data has row-level anomalies that will be dropped
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -85,6 +86,17 @@ def _progress() -> Progress:
         transient=True,
         disable=not err.is_terminal,
     )
+
+
+@contextlib.contextmanager
+def _steps(title: str):
+    """A progress display whose description each step updates (plain lines when piped)."""
+    if err.is_terminal:
+        with _progress() as progress:
+            task = progress.add_task(title, total=None)
+            yield lambda message: progress.update(task, description=f"{title}: {message}")
+    else:
+        yield lambda message: err.print(f"[dim]{title}:[/] {message}", highlight=False)
 
 
 def _version(value: bool) -> None:
@@ -266,12 +278,59 @@ def catalog(
 @_friendly
 def train(
     data: DataOpt,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Learn from outcomes known by D.")] = None,
-    horizon: Annotated[int, typer.Option("--horizon", help="Churn horizon in days.")] = 90,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Learn from outcomes known by D [default: last day in the data].")] = None,
+    horizon: Annotated[int | None, typer.Option("--horizon", help="Churn horizon in days [default: config, 90].")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
 ) -> None:
-    """Learn metric weights from renewal outcomes, backtest and register a model."""
-    _not_built("train", 4)
+    """Learn metric weights from renewal outcomes: backtest, fit, log to MLflow, register, gate."""
+    from pipelines.config import load_config
+    from pipelines.features import parse_as_of
+    from pipelines.train import train as run_train
+
+    cfg = load_config(config)
+    if horizon is not None:
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"horizon_days": horizon})})
+    with _steps("training") as step:
+        result = run_train(data, parse_as_of(as_of), cfg, step)
+    table = Table(title=f"Out-of-time backtest ({len(result.folds['fold'].unique())} folds, "
+                        f"{result.observations:,} observations known by {result.as_of}, "
+                        f"churn rate {result.churn_rate:.1%}, horizon {cfg.model.horizon_days} days)")
+    for column in ("model", "ROC-AUC", "PR-AUC", "Brier", "log loss", "top-decile lift",
+                   f"precision@{cfg.model.capacity}", f"recall@{cfg.model.capacity}", "ECE"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in result.pooled.to_dict("records"):
+        table.add_row(row["model"], *(f"{row[k]:.3f}" for k in (
+            "roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "precision_at_capacity",
+            "recall_at_capacity", "ece")))
+    out.print(table)
+    weights = Table(title="Weights per category: hand-set vs learned")
+    for column in ("category", "hand weight", "LightGBM (share of mean |SHAP|)", "logistic (share of |std. weight|)"):
+        weights.add_column(column, justify="left" if column == "category" else "right")
+    for row in result.weights.to_dict("records"):
+        weights.add_row(row["category"], f"{row['hand_weight']:.0%}", f"{row['lightgbm_shap_share']:.0%}",
+                        f"{row['logistic_weight_share']:.0%}")
+    out.print(weights)
+    out.print(f"MLflow run {result.run_id}; registered version {result.version} as challenger.")
+    out.print(f"Gate: {result.reason}", highlight=False)
+
+
+@app.command()
+@_friendly
+def promote(
+    version: Annotated[str, typer.Argument(help="Model version to make champion.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept on the version).")],
+    config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
+) -> None:
+    """Make a registered model version the champion by hand, overriding the gate (recorded)."""
+    import getpass
+
+    from pipelines import registry
+    from pipelines.config import load_config
+
+    cfg = load_config(config)
+    registry.connect(cfg.model.experiment)
+    registry.promote(cfg.model.registered_model, version, reason, f"hand ({getpass.getuser()})")
+    out.print(f"{cfg.model.registered_model} v{version} is now the champion ({reason}).")
 
 
 @app.command()

@@ -10,6 +10,7 @@ pandas copy of the events next to its own.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,15 +51,21 @@ def metric_history_from_parquet(
 ) -> pd.DataFrame:
     """The metric history of validated tables staged as ``folder/<source>.parquet``.
 
-    DuckDB scans the files itself (out-of-core). ``memory_limit`` (DuckDB syntax, e.g.
-    ``"2GB"``) caps its memory; beyond it DuckDB spills to a temporary folder.
+    DuckDB scans the files itself (out-of-core). Its memory is capped at
+    ``memory_limit`` (DuckDB syntax, e.g. ``"2GB"``; default ``engine.memory_limit`` of
+    the config); beyond it, DuckDB spills to ``folder/spill``.
     """
     con = ibis.duckdb.connect()
-    if memory_limit:
-        con.raw_sql(f"SET memory_limit = '{_size(memory_limit)}'")
+    con.raw_sql(f"SET memory_limit = '{_size(memory_limit or config.engine.memory_limit)}'")
+    con.raw_sql(f"SET temp_directory = '{_sql_path(folder / 'spill')}'")
     handles = {p.stem: con.read_parquet(p, table_name=f"src_{p.stem}")
                for p in sorted(folder.glob("*.parquet"))}
     return _run(con, handles, as_of, config)
+
+
+def _sql_path(path: Path) -> str:
+    """A path inside a SQL string literal."""
+    return str(path.resolve()).replace("'", "''")
 
 
 def _run(con, handles: Mapping[str, ir.Table], as_of: dt.date, config: Config) -> pd.DataFrame:
@@ -71,8 +78,12 @@ def _run(con, handles: Mapping[str, ir.Table], as_of: dt.date, config: Config) -
     if not snapshots:
         raise HealthscoreError(f"--as-of {as_of}: before the first data ({first_day})")
     # Through Arrow: several times faster than the backend's own to_pandas here.
-    history = con.to_pyarrow(metric_history(handles, snapshots, config.metrics)).to_pandas()
+    names = (f"_stage_{i}" for i in itertools.count())
+    expr = metric_history(handles, snapshots, config.metrics,
+                          materialize=lambda t: con.create_table(next(names), t, temp=True))
+    history = con.to_pyarrow(expr).to_pandas()
     history["as_of_date"] = pd.to_datetime(history["as_of_date"]).astype("datetime64[us]")
+    history = history.sort_values(["account_id", "as_of_date"], ignore_index=True)
     # A metric empty in every row comes back untyped; metrics are numbers, always.
     metrics = history.columns.drop(["account_id", "as_of_date"])
     untyped = [c for c in metrics if history[c].dtype == object]
@@ -98,9 +109,19 @@ def build_features(
     """Validate ``data_dir``, build the metric history as of ``as_of`` and write it to ``out``."""
     tables = load_data_folder(data_dir)
     as_of = as_of or data_end_date(tables).date()
+    history = stage_and_build(tables, as_of, config, memory_limit)
+    write_table(history, out)
+    return history
+
+
+def stage_and_build(tables: dict[str, pd.DataFrame], as_of: dt.date, config: Config,
+                    memory_limit: str | None = None) -> pd.DataFrame:
+    """Stage validated tables as Parquet, free them, and build the metric history.
+
+    ``tables`` is emptied as it is staged, so its memory can go back before DuckDB
+    starts; keep your own reference to any table you still need.
+    """
     with tempfile.TemporaryDirectory(prefix="healthscore-stage-") as stage:
         for name in list(tables):
             tables.pop(name).to_parquet(Path(stage) / f"{name}.parquet", index=False)
-        history = metric_history_from_parquet(Path(stage), as_of, config, memory_limit)
-    write_table(history, out)
-    return history
+        return metric_history_from_parquet(Path(stage), as_of, config, memory_limit)

@@ -1,0 +1,98 @@
+"""The models the backtest compares, the final fit, and the learned weights per group."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.catalog import Metric
+from healthscore.config import ModelConfig
+from models.backtest import Fitter
+from models.churn_model import CalibratedLightGBM, feature_columns, logistic_baseline
+from models.scorecard import SCORECARD, HandWeightedScorecard
+
+# Which metric groups each scorecard category stands for (for the weights table).
+CATEGORY_GROUPS = {
+    "usage": ("frequency", "breadth", "depth", "trend"),
+    "csat_nps": ("sentiment",),
+    "support": ("support",),
+    "onboarding": ("onboarding",),
+    "engagement": ("engagement",),
+    "revenue": ("contract",),
+    "billing": ("billing",),
+    "own metrics": ("own",),
+}
+
+
+def directions(catalog: tuple[Metric, ...]) -> dict[str, str]:
+    return {m.name: m.direction for m in catalog}
+
+
+def lightgbm(config: ModelConfig, catalog: tuple[Metric, ...], monotone: bool | None = None,
+             params: dict | None = None) -> CalibratedLightGBM:
+    """The configured calibrated LightGBM (tuned parameters over the defaults)."""
+    return CalibratedLightGBM(
+        params={**config.lightgbm, **(params or {})}, directions=directions(catalog),
+        monotone=config.monotone if monotone is None else monotone,
+        calibration_days=config.calibration_days, seed=config.seed,
+    )
+
+
+def fitters(config: ModelConfig, catalog: tuple[Metric, ...]) -> dict[str, Fitter]:
+    """Every model of the backtest, as functions from training rows to predictors."""
+
+    def scorecard(train: pd.DataFrame):
+        features = feature_columns(train)
+        model = HandWeightedScorecard().fit(train[features], train["churned"])
+        return {"scorecard": lambda t: model.predict_proba(t[features])[:, 1]}
+
+    def logistic(train: pd.DataFrame):
+        features = feature_columns(train)
+        model = logistic_baseline(config.seed).fit(train[features], train["churned"])
+        return {"logistic": lambda t: model.predict_proba(t[features])[:, 1]}
+
+    def boosted(monotone: bool):
+        def fit(train: pd.DataFrame):
+            features = feature_columns(train)
+            model = lightgbm(config, catalog, monotone).fit(
+                train[features], train["churned"], train["as_of_date"])
+            name = "lightgbm" if monotone == config.monotone else (
+                "lightgbm_monotone" if monotone else "lightgbm_unconstrained")
+            out = {name: lambda t: model.predict_proba(t[features])[:, 1]}
+            if monotone == config.monotone:
+                out["lightgbm_isotonic"] = lambda t: model.predict_proba(t[features], "isotonic")[:, 1]
+            return out
+        return fit
+
+    return {"scorecard": scorecard, "logistic": logistic,
+            "lightgbm": boosted(config.monotone), "lightgbm_alt": boosted(not config.monotone)}
+
+
+def learned_weights(model: CalibratedLightGBM, logistic, X: pd.DataFrame,
+                    catalog: tuple[Metric, ...]) -> pd.DataFrame:
+    """Per scorecard category: the hand weight, LightGBM's share of mean |SHAP| and the
+    logistic model's share of |standardised weight|.
+
+    Args:
+        model: The fitted calibrated LightGBM.
+        logistic: The fitted logistic pipeline (impute, scale, model).
+        X: Observations to explain (metric columns).
+        catalog: The metric catalog (metric -> group).
+    """
+    group_of = {m.name: m.group for m in catalog}
+    category_of = {g: c for c, groups in CATEGORY_GROUPS.items() for g in groups}
+    shap = model.contributions(X).drop(columns="base").abs().mean()
+    shap_by = shap.groupby(lambda m: category_of.get(group_of.get(m, "own"), "own metrics")).sum()
+    names = logistic.named_steps["impute"].get_feature_names_out(list(X.columns))
+    coef = pd.Series(np.abs(logistic.named_steps["model"].coef_[0]), index=names)
+    # A missing-value flag belongs to its metric's category.
+    base = coef.index.str.replace(r"^missingindicator_", "", regex=True)
+    coef_by = coef.groupby([category_of.get(group_of.get(m, "own"), "own metrics") for m in base]).sum()
+    hand = pd.Series({c: w for c, (w, _) in SCORECARD.items()})
+    table = pd.DataFrame({
+        "hand_weight": hand / hand.sum(),
+        "lightgbm_shap_share": shap_by / shap_by.sum(),
+        "logistic_weight_share": coef_by / coef_by.sum(),
+    }).reindex(list(CATEGORY_GROUPS)).fillna(0.0)
+    table.index.name = "category"
+    return table.reset_index()

@@ -1,0 +1,221 @@
+"""Pipeline stage: data folder -> backtested, calibrated churn model in the MLflow registry.
+
+Reads top-down like the data flow: metric history as of T -> labelled observations
+known by T -> walk-forward backtest of every model -> final fit -> learned weights ->
+log to MLflow -> register as challenger -> gate against the champion.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import mlflow
+import pandas as pd
+
+from features.catalog import catalog
+from features.engine import own_metric_columns
+from features.lifecycle import churn_events
+from healthscore.config import Config
+from healthscore.errors import HealthscoreError
+from models.backtest import fold_plan, summarise, walk_forward
+from models.churn_model import feature_columns, logistic_baseline
+from models.observations import known_by, label_observations
+from models.training import fitters, learned_weights, lightgbm
+from pipelines import plots, registry
+from pipelines.features import stage_and_build
+from pipelines.validate import data_end_date, load_data_folder
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TrainResult:
+    """What a training run measured and decided."""
+
+    as_of: dt.date
+    run_id: str
+    version: str
+    promoted: bool
+    reason: str
+    pooled: pd.DataFrame
+    folds: pd.DataFrame
+    weights: pd.DataFrame
+    observations: int
+    churn_rate: float
+    extra: dict = field(default_factory=dict)
+
+
+def build_observations(data_dir: Path, as_of: dt.date | None, config: Config,
+                       progress: Progress = print) -> tuple[pd.DataFrame, pd.DataFrame, dt.date, tuple]:
+    """Metric history as of T and its observations labelled with outcomes known by T.
+
+    Returns:
+        (observations with a label known by T, accounts, T, the metric catalog in use)
+    """
+    tables = load_data_folder(data_dir)
+    as_of = as_of or data_end_date(tables).date()
+    subscriptions, accounts = tables["subscriptions"], tables["accounts"]
+    metric_catalog = catalog(config.metrics, set(tables), own_columns_of(tables))
+    progress("building the metric history")
+    history = stage_and_build(tables, as_of, config)
+    churns = churn_events(subscriptions, pd.Timestamp(as_of), config.grace_days)
+    m = config.model
+    observations = label_observations(history, churns, m.horizon_days, m.lead_days, config.grace_days)
+    known = known_by(observations, pd.Timestamp(as_of)).reset_index(drop=True)
+    if known.empty or known["churned"].nunique() < 2:
+        raise HealthscoreError(
+            f"as of {as_of} no observation has a known {m.horizon_days}-day outcome with both "
+            "churned and retained accounts: the data is too short for this horizon "
+            f"(needs observations older than horizon + lead + grace = "
+            f"{m.horizon_days + m.lead_days + config.grace_days} days)"
+        )
+    return known, accounts, as_of, metric_catalog
+
+
+def own_columns_of(tables: dict[str, pd.DataFrame]) -> tuple[str, ...]:
+    """The numeric columns of ``account_metrics`` (bring-your-own metrics)."""
+    if "account_metrics" not in tables:
+        return ()
+    frame = tables["account_metrics"]
+    return tuple(c for c in frame.columns if c not in ("account_id", "as_of_date")
+                 and pd.api.types.is_numeric_dtype(frame[c]))
+
+
+def model_spec(config: Config) -> dict:
+    """What defines a trained model besides its data (compared by the promotion gate)."""
+    m = config.model
+    return {"lightgbm": dict(sorted(m.lightgbm.items())), "monotone": m.monotone,
+            "calibration_days": m.calibration_days, "horizon_days": m.horizon_days,
+            "lead_days": m.lead_days, "seed": m.seed}
+
+
+def train(data_dir: Path, as_of: dt.date | None, config: Config,
+          progress: Progress = print) -> TrainResult:
+    """Backtest, fit, log, register and gate one model. See the module docstring."""
+    m = config.model
+    known, accounts, as_of, metric_catalog = build_observations(data_dir, as_of, config, progress)
+    backtest, _ = fold_plan(known, m.folds, m.fold_days, m.tuning_folds)
+    segments = accounts.set_index("account_id")["segment"] if "segment" in accounts else None
+
+    progress(f"backtest: {len(backtest)} folds x 4 models on {len(known):,} observations")
+    predictions = walk_forward(known, backtest, fitters(m, metric_catalog), progress)
+    summary = summarise(predictions, m.capacity, segments)
+
+    progress("fitting the final model on every observation known by the as-of date")
+    features = feature_columns(known)
+    final = lightgbm(m, metric_catalog).fit(known[features], known["churned"], known["as_of_date"])
+    logistic = logistic_baseline(m.seed).fit(known[features], known["churned"])
+    latest = known.loc[known["as_of_date"] >= known["as_of_date"].max() - pd.Timedelta(days=m.calibration_days)]
+    weights = learned_weights(final, logistic, latest[features], metric_catalog)
+
+    progress("logging to MLflow")
+    registry.connect(m.experiment)
+    spec = model_spec(config)
+    run_name = f"train as-of {as_of} h{m.horizon_days} {pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M}"
+    tags = {"git_commit": registry.git_commit(), "data_as_of": str(as_of),
+            "config_hash": registry.config_hash(config), "data_dir": str(Path(data_dir).resolve())}
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        mlflow.log_params({
+            "horizon_days": m.horizon_days, "lead_days": m.lead_days, "folds": m.folds,
+            "fold_days": m.fold_days, "calibration_days": m.calibration_days,
+            "capacity": m.capacity, "monotone": m.monotone, "seed": m.seed,
+            "grace_days": config.grace_days, "observations": len(known),
+            "features": len(features), "best_iteration": final.booster_.best_iteration_,
+            "platt_a": round(final.platt_a_, 6), "platt_b": round(final.platt_b_, 6),
+            **{f"lgbm_{k}": v for k, v in m.lightgbm.items()},
+        })
+        _log_backtest(summary)
+        contributions = final.contributions(latest[features])
+        _log_figures(predictions, contributions, latest[features])
+        _log_tables(summary, predictions, weights)
+        logged = registry.log_model(final, m.horizon_days,
+                                    {"as_of": str(as_of), "features": features, "spec": spec},
+                                    latest[features])
+        version = registry.register(logged.model_uri, m.registered_model,
+                                    {**tags, "model_spec": json.dumps(spec, sort_keys=True),
+                                     "backtest_roc_auc": f"{_pooled(summary, 'lightgbm'):.6f}"})
+        promoted, reason = _gate(config, known, backtest, summary, metric_catalog, version)
+        mlflow.set_tags({"promoted": str(promoted), "gate": reason, "model_version": version})
+    pooled = summary["pooled"]
+    return TrainResult(as_of, run.info.run_id, version, promoted, reason, pooled,
+                       summary["folds"], weights, len(known), float(known["churned"].mean()))
+
+
+def _pooled(summary: dict[str, pd.DataFrame], model: str, metric: str = "roc_auc") -> float:
+    pooled = summary["pooled"].set_index("model")
+    return float(pooled.loc[model, metric])
+
+
+def _gate(config: Config, known: pd.DataFrame, backtest, summary, metric_catalog,
+          version: str) -> tuple[bool, str]:
+    """Promote the challenger unless the champion backtests better on the same window."""
+    m = config.model
+    name = m.registered_model
+    champ = registry.champion(name)
+    challenger_auc = _pooled(summary, "lightgbm")
+    if champ is None:
+        registry.promote(name, version, "first model: there was no champion", "train")
+        return True, "no champion yet: promoted"
+    spec = model_spec(config)
+    champ_spec = json.loads(champ.tags.get("model_spec", "{}"))
+    if (champ_spec.get("horizon_days"), champ_spec.get("lead_days")) != (m.horizon_days, m.lead_days):
+        return False, (f"champion v{champ.version} predicts a different window "
+                       f"(horizon {champ_spec.get('horizon_days')}, lead {champ_spec.get('lead_days')}); "
+                       "kept it: promote by hand with `healthscore promote` if intended")
+    if champ_spec == spec:
+        champion_auc = challenger_auc  # same model definition: same backtest on this window
+    else:
+        champ_config = config.model_copy(update={"model": m.model_copy(update={
+            "lightgbm": champ_spec.get("lightgbm", {}), "monotone": champ_spec.get("monotone", m.monotone),
+            "calibration_days": champ_spec.get("calibration_days", m.calibration_days),
+            "seed": champ_spec.get("seed", m.seed)})})
+        refit = fitters(champ_config.model, metric_catalog)["lightgbm"]
+        predictions = walk_forward(known, backtest, {"champion": refit})
+        champion_auc = float(summarise(predictions.assign(model="champion"), m.capacity)["pooled"]["roc_auc"].iloc[0])
+    mlflow.log_metric("gate.champion_roc_auc", champion_auc)
+    if challenger_auc >= champion_auc - m.gate_tolerance:
+        reason = (f"challenger backtest ROC-AUC {challenger_auc:.4f} vs champion v{champ.version} "
+                  f"{champion_auc:.4f} on the same window (tolerance {m.gate_tolerance}): promoted")
+        registry.promote(name, version, reason, "train")
+        return True, reason
+    return False, (f"challenger backtest ROC-AUC {challenger_auc:.4f} is worse than champion "
+                   f"v{champ.version}'s {champion_auc:.4f} by more than {m.gate_tolerance}: kept the champion")
+
+
+def _log_backtest(summary: dict[str, pd.DataFrame]) -> None:
+    metrics = {}
+    for row in summary["pooled"].to_dict("records"):
+        for key, value in row.items():
+            if key != "model" and pd.notna(value):
+                metrics[f"{row['model']}.{key}"] = float(value)
+    mlflow.log_metrics(metrics)
+    for row in summary["folds"].to_dict("records"):
+        step = int(row["fold"])
+        for key in ("roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "ece",
+                    "precision_at_capacity", "recall_at_capacity"):
+            if pd.notna(row[key]):
+                mlflow.log_metric(f"fold.{row['model']}.{key}", float(row[key]), step=step)
+
+
+def _log_figures(predictions, contributions, X) -> None:
+    for name, fig in (("reliability_curve.png", plots.reliability_figure(predictions)),
+                      ("lift_chart.png", plots.lift_figure(predictions)),
+                      ("shap_summary.png", plots.shap_summary_figure(contributions, X))):
+        mlflow.log_figure(fig, f"plots/{name}")
+        plt.close(fig)
+
+
+def _log_tables(summary, predictions, weights) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for key, table in summary.items():
+            table.to_csv(folder / f"backtest_{key}.csv", index=False)
+        predictions.to_parquet(folder / "backtest_predictions.parquet", index=False)
+        weights.to_csv(folder / "learned_weights.csv", index=False)
+        mlflow.log_artifacts(str(folder), "backtest")
