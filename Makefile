@@ -15,13 +15,22 @@ AS_OF ?=
 ACCOUNTS ?= 400
 OUT ?= outputs/metric_history.parquet
 SEED ?= 7
+CONFIG ?=
+HORIZON ?=
+TUNED ?= outputs/tuned-config.yaml
+TRIALS ?= 30
+TIMEOUT ?=
+VERSION ?=
+REASON ?=
+# train/retrain use CONFIG if given, else the tuned config when `make tune` wrote one.
+TRAIN_CONFIG = $(or $(CONFIG),$(wildcard $(TUNED)))
 MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 export MLFLOW_TRACKING_URI
 
 PYTEST_ARGS ?=
 
 
-.PHONY: help install demo demo-data validate features docs train score test test-slow test-all lock clean
+.PHONY: help install demo demo-data validate features docs train tune retrain promote score test test-slow test-all lock clean
 
 help: ## Show this help
 	@echo "healthscore: churn-predictive customer health scores"
@@ -44,10 +53,12 @@ demo: install ## Run the whole pipeline on built-in demo data (from a fresh clon
 	$(MAKE) --no-print-directory demo-data DATA=$(DEMO_DIR)
 	$(MAKE) --no-print-directory validate DATA=$(DEMO_DIR)
 	$(MAKE) --no-print-directory features DATA=$(DEMO_DIR) OUT=$(DEMO_DIR)-outputs/metric_history.parquet
+	$(MAKE) --no-print-directory train DATA=$(DEMO_DIR)
 	@echo
 	@echo ">> demo data:      $(DEMO_DIR) (ground truth in $(DEMO_DIR)-truth)"
 	@echo ">> metric history: $(DEMO_DIR)-outputs/metric_history.parquet"
-	@echo ">> next stages (training, scoring, report) arrive with issues #4-#6"
+	@echo ">> model:          MLflow store $(MLFLOW_TRACKING_URI), model 'healthscore' @champion"
+	@echo ">> next stages (scoring, report) arrive with issues #5-#6"
 
 demo-data: install ## Write simulated demo data to DATA (ACCOUNTS, SEED)
 	$(HS) demo-data --out $(DATA) --accounts $(ACCOUNTS) --seed $(SEED)
@@ -57,6 +68,20 @@ validate: install ## Check DATA against the input data contract
 
 features: install ## Build the point-in-time metric history of DATA into OUT (AS_OF)
 	$(HS) features --data $(DATA) --out $(OUT) $(if $(AS_OF),--as-of $(AS_OF))
+
+train: install ## Learn from outcomes in DATA (AS_OF, HORIZON, CONFIG): backtest, MLflow, register, gate
+	$(HS) train --data $(DATA) $(if $(AS_OF),--as-of $(AS_OF)) $(if $(HORIZON),--horizon $(HORIZON)) $(if $(TRAIN_CONFIG),--config $(TRAIN_CONFIG))
+
+tune: install ## Optuna search on DATA's pre-backtest folds (TRIALS, TIMEOUT) into TUNED
+	$(HS) tune --data $(DATA) --out $(TUNED) --trials $(TRIALS) $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(AS_OF),--as-of $(AS_OF)) $(if $(CONFIG),--config $(CONFIG))
+
+retrain: install ## Validate DATA, retrain on the newest outcomes; the gate decides on promotion
+	$(MAKE) --no-print-directory validate DATA=$(DATA)
+	$(MAKE) --no-print-directory train DATA=$(DATA)
+
+promote: install ## Make model VERSION the champion by hand (REASON="...")
+	@test -n "$(VERSION)" -a -n "$(REASON)" || { echo 'usage: make promote VERSION=n REASON="why"'; exit 2; }
+	$(HS) promote $(VERSION) --reason "$(REASON)" $(if $(CONFIG),--config $(CONFIG))
 
 docs: install ## Regenerate docs/metrics.md from the metric catalog
 	$(HS) catalog --out docs/metrics.md

@@ -51,7 +51,7 @@ class EngineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     memory_limit: str = Field(
-        "1500MB", pattern=r"(?i)^\s*\d+(\.\d+)?\s*[KMGT]i?B\s*$",
+        "1300MB", pattern=r"(?i)^\s*\d+(\.\d+)?\s*[KMGT]i?B\s*$",
         description="DuckDB's memory cap; beyond it, it spills to a temporary folder.",
     )
 

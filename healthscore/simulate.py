@@ -785,3 +785,33 @@ def _assemble(cfg: SimulationConfig, acc: dict[str, np.ndarray], cols: dict[str,
     }
     return DemoBook(sources=sources,
                     truth={"renewals": renewals, "health": health, "accounts": truth_accounts})
+
+
+def oracle_churn_probability(observations: pd.DataFrame, renewals: pd.DataFrame,
+                             horizon_days: int, lead_days: int = 0) -> np.ndarray:
+    """The generator's own churn probability for each observation: the ceiling to aim at.
+
+    For an observation (account, D), the renewal decisions of the account in
+    (D + lead, D + lead + horizon] each churn with the ``p_churn`` the generator drew
+    them with (it knows the account's health at the decision, which no model can see at
+    D); the oracle is the chance that at least one of them churns, 0 when none falls in
+    the window. A model's out-of-time AUC is judged against this oracle's AUC.
+
+    Args:
+        observations: ``account_id`` and ``as_of_date`` per observation.
+        renewals: The truth's ``renewals`` table (``account_id``, ``decision_date``,
+            ``p_churn``).
+        horizon_days: Label window length.
+        lead_days: Gap before the label window.
+    """
+    start = observations["as_of_date"] + pd.Timedelta(days=lead_days)
+    pairs = pd.DataFrame({"row": np.arange(len(observations)),
+                          "account_id": observations["account_id"].to_numpy(),
+                          "start": start.to_numpy(),
+                          "end": (start + pd.Timedelta(days=horizon_days)).to_numpy()})
+    pairs = pairs.merge(renewals[["account_id", "decision_date", "p_churn"]], on="account_id")
+    inside = pairs.loc[(pairs["decision_date"] > pairs["start"]) & (pairs["decision_date"] <= pairs["end"])]
+    survive = np.log1p(-inside["p_churn"].clip(upper=1 - 1e-12)).groupby(inside["row"]).sum()
+    out = np.zeros(len(observations))
+    out[survive.index.to_numpy()] = 1 - np.exp(survive.to_numpy())
+    return out

@@ -28,8 +28,10 @@ NOT_FEATURES = {*KEYS, "churned", "label_known_at", "segment"}
 
 LGBM_DEFAULTS: dict[str, float | int] = {
     "learning_rate": 0.05,
-    "num_leaves": 15,
-    "min_child_samples": 100,
+    # Small trees: many weekly rows per account carry little independent signal, and
+    # on demo books of several seeds 7 leaves beat 15 and 31 out-of-time.
+    "num_leaves": 7,
+    "min_child_samples": 50,
     "colsample_bytree": 0.8,
     "subsample": 0.8,
     "subsample_freq": 1,

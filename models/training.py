@@ -96,3 +96,34 @@ def learned_weights(model: CalibratedLightGBM, logistic, X: pd.DataFrame,
     }).reindex(list(CATEGORY_GROUPS)).fillna(0.0)
     table.index.name = "category"
     return table.reset_index()
+
+
+def backtest(observations: pd.DataFrame, config: ModelConfig, catalog: tuple[Metric, ...],
+             segments: pd.Series | None = None, progress=None) -> tuple[pd.DataFrame, dict]:
+    """Walk-forward backtest of every model on the reported folds.
+
+    Returns:
+        (predictions per model and fold, summary tables: ``pooled``, ``folds``,
+        ``segments``)
+    """
+    from models.backtest import fold_plan, summarise, walk_forward
+
+    folds, _ = fold_plan(observations, config.folds, config.fold_days, config.tuning_folds)
+    predictions = walk_forward(observations, folds, fitters(config, catalog), progress)
+    return predictions, summarise(predictions, config.capacity, segments)
+
+
+def fit_final(observations: pd.DataFrame, config: ModelConfig, catalog: tuple[Metric, ...]):
+    """The production model on every labelled observation, the logistic baseline beside it,
+    and the learned weights on the latest observations.
+
+    Returns:
+        (calibrated LightGBM, logistic pipeline, weights table, the latest observations)
+    """
+    features = feature_columns(observations)
+    final = lightgbm(config, catalog).fit(observations[features], observations["churned"],
+                                          observations["as_of_date"])
+    logistic = logistic_baseline(config.seed).fit(observations[features], observations["churned"])
+    cut = observations["as_of_date"].max() - pd.Timedelta(days=config.calibration_days)
+    latest = observations.loc[observations["as_of_date"] > cut]
+    return final, logistic, learned_weights(final, logistic, latest[features], catalog), latest

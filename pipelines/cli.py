@@ -316,6 +316,31 @@ def train(
 
 @app.command()
 @_friendly
+def tune(
+    data: DataOpt,
+    out_file: Annotated[Path, typer.Option("--out", help="Config file to write, with the best LightGBM parameters (YAML).")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Use outcomes known by D [default: last day in the data].")] = None,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="Trials to run.")] = 30,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Stop after this many seconds.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
+) -> None:
+    """Search LightGBM parameters with Optuna on the folds before the reported backtest."""
+    from pipelines.config import load_config
+    from pipelines.features import parse_as_of
+    from pipelines.tune import tune as run_tune
+
+    cfg = load_config(config)
+    with _steps("tuning") as step:
+        result = run_tune(data, parse_as_of(as_of), cfg, out_file, trials, timeout, step)
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in result.best_params.items())
+    out.print(f"Best tuning-fold ROC-AUC {result.best_value:.4f} after {result.trials} trials "
+              f"({result.pruned} pruned): {params}", highlight=False)
+    out.print(f"Wrote {result.config_file}; train with it: healthscore train --config {result.config_file}")
+
+
+@app.command()
+@_friendly
 def promote(
     version: Annotated[str, typer.Argument(help="Model version to make champion.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (kept on the version).")],
@@ -345,8 +370,21 @@ def score(
     _not_built("score", 5)
 
 
+def _quiet_libraries() -> None:
+    """MLflow logs database migrations and warns about cloudpickle on every run; our own
+    output says what happened, and docs/model.md states the pickle trust boundary."""
+    import logging
+    import warnings
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*CloudPickle.*")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
 def main() -> None:
     """Console-script entry point."""
+    _quiet_libraries()
     app(prog_name="healthscore")
 
 

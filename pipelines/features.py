@@ -84,10 +84,11 @@ def _run(con, handles: Mapping[str, ir.Table], as_of: dt.date, config: Config) -
     history = con.to_pyarrow(expr).to_pandas()
     history["as_of_date"] = pd.to_datetime(history["as_of_date"]).astype("datetime64[us]")
     history = history.sort_values(["account_id", "as_of_date"], ignore_index=True)
-    # A metric empty in every row comes back untyped; metrics are numbers, always.
+    # Every metric is a float64 column, empty where missing: one type for counts and
+    # ratios alike, so a model's input schema never depends on whether a column happened
+    # to have gaps (and a metric empty in every row comes back untyped otherwise).
     metrics = history.columns.drop(["account_id", "as_of_date"])
-    untyped = [c for c in metrics if history[c].dtype == object]
-    history[untyped] = history[untyped].astype("float64")
+    history[metrics] = history[metrics].astype("float64")
     return history
 
 

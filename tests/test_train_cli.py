@@ -1,0 +1,67 @@
+"""End to end: `healthscore train`, `tune` and `promote` against a real MLflow SQLite store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+HS = [sys.executable, "-m", "pipelines.cli"]
+
+
+def run(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([*HS, *args], capture_output=True, text=True, env=env, timeout=900)
+
+
+@pytest.mark.slow
+def test_train_tune_retrain_and_promote(tmp_path: Path):
+    import os
+
+    store = tmp_path / "mlflow.db"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}", "COLUMNS": "200"}
+    data = tmp_path / "demo"
+    assert run("demo-data", "--out", str(data), "--accounts", "300", "--seed", "3", env=env).returncode == 0
+
+    first = run("train", "--data", str(data), env=env)
+    assert first.returncode == 0, first.stderr
+    assert "lightgbm" in first.stdout and "scorecard" in first.stdout
+    assert "no champion yet: promoted" in first.stdout
+
+    tuned = tmp_path / "tuned.yaml"
+    result = run("tune", "--data", str(data), "--out", str(tuned), "--trials", "3", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "lightgbm:" in tuned.read_text() and "learning_rate" in tuned.read_text()
+
+    second = run("train", "--data", str(data), "--config", str(tuned), env=env)
+    assert second.returncode == 0, second.stderr
+    assert "on the same window" in second.stdout
+
+    mlflow.set_tracking_uri(f"sqlite:///{store}")
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("healthscore", "challenger").version) == "2"
+    runs = mlflow.search_runs(experiment_names=["healthscore"], output_format="list")
+    trains = [r for r in runs if r.data.tags.get("mlflow.runName", "").startswith("train")]
+    assert len(trains) == 2 and all(r.data.tags["data_as_of"] for r in trains)
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
+    assert len(trials) >= 1  # nested tuning trials (pruned ones are not logged)
+    artifacts = {a.path for a in client.list_artifacts(trains[0].info.run_id, "plots")}
+    assert {"plots/reliability_curve.png", "plots/lift_chart.png", "plots/shap_summary.png"} <= artifacts
+
+    back = run("promote", "1", "--reason", "roll back for the test", env=env)
+    assert back.returncode == 0, back.stderr
+    champion = client.get_model_version_by_alias("healthscore", "champion")
+    assert str(champion.version) == "1" and champion.tags["promotion_reason"] == "roll back for the test"
+    assert run("promote", "7", "--reason", "x", env=env).returncode == 2
+
+
+def test_train_on_too_little_history_is_a_clear_error(tmp_path: Path, data_folder):
+    import os
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    result = run("train", "--data", str(data_folder()), env=env)
+    assert result.returncode == 2
+    assert "too short for this horizon" in result.stderr and "Traceback" not in result.stderr

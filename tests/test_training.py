@@ -1,0 +1,167 @@
+"""Model tests on a simulated book whose churn drivers are known (Made-With-ML's model suite).
+
+One module-scoped backtest of every model on the demo book (`make demo`: 400 accounts,
+two years, seed 7). Thresholds are set from measurement on demo books of five seeds
+(see docs/model.md), with room for seed noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from features.catalog import catalog
+from features.lifecycle import churn_events
+from healthscore.config import Config
+from healthscore.simulate import SimulationConfig, oracle_churn_probability, simulate_book
+from models.churn_model import feature_columns
+from models.observations import known_by, label_observations
+from models.training import backtest, fit_final
+from pipelines.features import compute_metric_history
+
+CONFIG = Config()
+M = CONFIG.model
+
+
+@pytest.fixture(scope="module")
+def book():
+    return simulate_book(SimulationConfig())
+
+
+@pytest.fixture(scope="module")
+def observations(book):
+    tables = book.sources
+    as_of = tables["events"]["timestamp"].max().normalize()
+    history = compute_metric_history(tables, as_of.date(), CONFIG)
+    churns = churn_events(tables["subscriptions"], as_of, CONFIG.grace_days)
+    labelled = label_observations(history, churns, M.horizon_days, M.lead_days, CONFIG.grace_days)
+    return known_by(labelled, as_of).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def metric_catalog(book):
+    return catalog(CONFIG.metrics, set(book.sources), ("integrations_connected", "api_error_rate",
+                                                       "data_volume_gb"))
+
+
+@pytest.fixture(scope="module")
+def results(observations, metric_catalog):
+    predictions, summary = backtest(observations, M, metric_catalog)
+    return predictions, summary["pooled"].set_index("model")
+
+
+@pytest.fixture(scope="module")
+def final(observations, metric_catalog):
+    return fit_final(observations, M, metric_catalog)
+
+
+def test_every_model_is_backtested_on_the_same_rows(results):
+    predictions, pooled = results
+    rows = predictions.groupby("model").apply(lambda g: tuple(zip(g["account_id"], g["as_of_date"])))
+    assert rows.map(len).nunique() == 1 and rows.map(frozenset).nunique() == 1
+    assert {"scorecard", "logistic", "lightgbm", "lightgbm_isotonic"} <= set(pooled.index)
+
+
+def test_lightgbm_beats_the_hand_weighted_scorecard_out_of_time(results):
+    _, pooled = results
+    # Measured over five seeds: LightGBM leads the scorecard by 0.07 to 0.22 ROC-AUC.
+    assert pooled.loc["lightgbm", "roc_auc"] >= pooled.loc["scorecard", "roc_auc"] + 0.05
+    assert pooled.loc["lightgbm", "top_decile_lift"] > pooled.loc["scorecard", "top_decile_lift"]
+
+
+def test_out_of_time_auc_reaches_90_percent_of_the_oracle_and_not_beyond(results, book):
+    predictions, pooled = results
+    rows = predictions.loc[predictions["model"] == "lightgbm"]
+    oracle = oracle_churn_probability(rows, book.truth["renewals"], M.horizon_days, M.lead_days)
+    oracle_auc = roc_auc_score(rows["y"], oracle)
+    auc = pooled.loc["lightgbm", "roc_auc"]
+    assert auc >= 0.9 * oracle_auc
+    assert auc <= oracle_auc + 0.02  # better than the generator itself would mean leakage
+
+
+def test_calibrated_probabilities_match_observed_rates(results):
+    _, pooled = results
+    # Churn is rare (about 3.5% per 90 days), so calibration errors are small in absolute
+    # terms: measured ECE about 0.015. Log loss is the proper score that separates them.
+    assert pooled.loc["lightgbm", "ece"] < 0.03
+    assert pooled.loc["lightgbm", "log_loss"] < pooled.loc["scorecard", "log_loss"]
+    assert pooled.loc["lightgbm", "log_loss"] < pooled.loc["lightgbm_isotonic", "log_loss"]
+
+
+def test_less_usage_never_makes_an_account_healthier(final, observations, metric_catalog):
+    model = final[0]
+    usage = [m.name for m in metric_catalog
+             if m.group in ("frequency", "breadth", "depth") and m.direction == "healthier"
+             and m.name in model.features_]
+    X = observations[model.features_].iloc[::50]
+    before = model.predict_proba(X)[:, 1]
+    for factor in (0.5, 0.0):
+        less = X.copy()
+        less[usage] = less[usage] * factor
+        assert (model.predict_proba(less)[:, 1] >= before - 1e-12).all(), factor
+
+
+def test_known_drivers_are_top_drivers(final, observations):
+    model, _, weights, latest = final
+    contributions = model.contributions(latest[model.features_]).drop(columns="base")
+    top = contributions.abs().mean().sort_values(ascending=False).index[:12].tolist()
+    # The generator decides churn at renewal, from health; health drives usage and NPS.
+    assert "renewal_days_to_next" in top
+    assert any(m.startswith(("active_", "events_", "event_", "key_feature")) for m in top), top
+    weights = weights.set_index("category")
+    assert weights.loc["usage", "lightgbm_shap_share"] > 0.1
+    assert weights["lightgbm_shap_share"].sum() == pytest.approx(1)
+
+
+def test_contributions_add_up_to_the_calibrated_log_odds(final, observations):
+    model = final[0]
+    X = observations[model.features_].iloc[:200]
+    contributions = model.contributions(X)
+    np.testing.assert_allclose(contributions.sum(axis=1), model.log_odds(X), atol=1e-9)
+
+
+def test_same_data_and_seed_give_the_same_model(observations, metric_catalog):
+    from models.training import lightgbm
+
+    features = feature_columns(observations)
+    rows = observations.iloc[: len(observations) // 2]
+    a = lightgbm(M, metric_catalog).fit(rows[features], rows["churned"], rows["as_of_date"])
+    b = lightgbm(M, metric_catalog).fit(rows[features], rows["churned"], rows["as_of_date"])
+    np.testing.assert_array_equal(a.predict_proba(rows[features]), b.predict_proba(rows[features]))
+
+
+def test_labels_known_by_f_do_not_change_when_data_after_f_is_removed(book):
+    subs = book.sources["subscriptions"]
+    days = pd.date_range("2025-03-01", "2026-06-01", freq="37D")
+    history = pd.DataFrame([(a, d) for d in days for a in subs["account_id"].unique()[:80]],
+                           columns=["account_id", "as_of_date"]).astype({"as_of_date": "datetime64[us]"})
+    full = label_observations(history, churn_events(subs, pd.Timestamp("2026-09-30"), 30), 90)
+    for cut in pd.to_datetime(["2025-09-15", "2026-02-01", "2026-06-20"]):
+        truncated = subs.loc[subs["start_date"] <= cut].copy()
+        truncated.loc[truncated["end_date"] > cut, "status"] = None
+        early = label_observations(history, churn_events(truncated, cut, 30), 90)
+        pd.testing.assert_frame_equal(known_by(early, cut), known_by(full, cut))
+
+
+def test_registered_pyfunc_gives_the_models_probabilities(final, observations, tmp_path, monkeypatch):
+    import mlflow
+
+    from pipelines import registry
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    model = final[0]
+    registry.connect("test")
+    rows = observations.iloc[-300:]
+    with mlflow.start_run():
+        logged = registry.log_model(model, 90, {"as_of": "x"}, rows)
+    assert registry.champion("hs-test") is None
+    version = registry.register(logged.model_uri, "hs-test", {"data_as_of": "x"})
+    registry.promote("hs-test", version, "first", "test")
+    assert str(registry.champion("hs-test").version) == version
+    loaded = mlflow.pyfunc.load_model("models:/hs-test@champion")
+    # Metric rows as the history stores them: keys and float metrics, in any column order.
+    out = loaded.predict(rows[["as_of_date", "account_id", *model.features_[::-1]]])
+    np.testing.assert_allclose(out["churn_probability"], model.predict_proba(rows[model.features_])[:, 1])
+    assert (tmp_path / "mlartifacts").is_dir()  # artifacts next to the store, not in the cwd
