@@ -41,6 +41,10 @@ LGBM_DEFAULTS: dict[str, float | int] = {
 EARLY_STOPPING_ROUNDS = 50
 
 
+class TooLittleHistory(ValueError):
+    """The training rows cannot support a held-out calibration period."""
+
+
 def feature_columns(frame: pd.DataFrame) -> list[str]:
     """The metric columns of a metric history or observation table, in order."""
     return [c for c in frame.columns if c not in NOT_FEATURES]
@@ -88,7 +92,9 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
         y = np.asarray(y, dtype=int)
         held = split_for_calibration(pd.Series(dates).reset_index(drop=True), self.calibration_days)
         if held.all() or not held.any() or len(set(y[held])) < 2 or len(set(y[~held])) < 2:
-            raise ValueError("too little history to hold out a calibration period with both outcomes")
+            raise TooLittleHistory(
+                f"the latest {self.calibration_days} days of training observations (held out to "
+                "calibrate) or the rows before them lack either churned or retained accounts")
         params = {**LGBM_DEFAULTS, **(self.params or {})}
         params["n_estimators"] = int(params["n_estimators"])
         params["num_leaves"] = int(params["num_leaves"])

@@ -23,6 +23,7 @@ from features.lifecycle import churn_events
 from healthscore.config import Config
 from healthscore.errors import HealthscoreError
 from models.backtest import fold_plan, summarise, walk_forward
+from models.churn_model import TooLittleHistory
 from models.observations import known_by, label_observations
 from models.training import backtest, fit_final, fitters
 from pipelines import plots, registry
@@ -102,10 +103,15 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
     segments = accounts.set_index("account_id")["segment"] if "segment" in accounts else None
 
     progress(f"backtest: {len(backtest_folds)} folds x 4 models on {len(known):,} observations")
-    predictions, summary = backtest(known, m, metric_catalog, segments, progress)
-
-    progress("fitting the final model on every observation known by the as-of date")
-    final, _, weights, latest = fit_final(known, m, metric_catalog)
+    try:
+        predictions, summary = backtest(known, m, metric_catalog, segments, progress)
+        progress("fitting the final model on every observation known by the as-of date")
+        final, _, weights, latest = fit_final(known, m, metric_catalog)
+    except TooLittleHistory as exc:
+        raise HealthscoreError(
+            f"training as of {as_of}: {exc}. Use more accounts or a longer history, or "
+            "fewer/shorter backtest folds (model.folds, model.fold_days) or a longer "
+            "model.calibration_days") from None
     features = final.features_
 
     progress("logging to MLflow")

@@ -125,7 +125,8 @@ def test_make_demo_path_end_to_end(tmp_path):
     """`make demo` on a small book, through make, the installed CLI and real files."""
     demo_dir = tmp_path / "demo"
     proc = subprocess.run(
-        ["make", "--no-print-directory", "demo", f"DEMO_DIR={demo_dir}", "ACCOUNTS=60"],
+        ["make", "--no-print-directory", "demo", f"DEMO_DIR={demo_dir}", "ACCOUNTS=60",
+         f"MLFLOW_TRACKING_URI=sqlite:///{tmp_path / 'mlflow.db'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -134,3 +135,5 @@ def test_make_demo_path_end_to_end(tmp_path):
     assert (tmp_path / "demo-truth" / "renewals.parquet").is_file()
     history = pd.read_parquet(tmp_path / "demo-outputs" / "metric_history.parquet")
     assert history["account_id"].nunique() > 30 and history.shape[1] > 50
+    assert "Out-of-time backtest" in proc.stdout and "Gate: no champion yet: promoted" in proc.stdout
+    assert (tmp_path / "mlflow.db").is_file() and (tmp_path / "mlartifacts").is_dir()
