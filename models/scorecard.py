@@ -39,6 +39,24 @@ SCORECARD: dict[str, tuple[float, tuple[tuple[str, str], ...]]] = {
 }
 
 
+BANDS = ((40, "Critical"), (60, "At-risk"), (80, "Healthy"), (100, "Thriving"))
+
+
+def band(score: np.ndarray) -> np.ndarray:
+    """The practitioners' bands: Critical 0-40, At-risk 41-60, Healthy 61-80, Thriving 81-100.
+
+    Scores are rounded to whole points first, as a CSM reads them.
+
+    >>> band(np.array([0, 40.4, 40.6, 60, 61, 80, 81, 100])).tolist()
+    ['Critical', 'Critical', 'At-risk', 'At-risk', 'Healthy', 'Healthy', 'Thriving', 'Thriving']
+    """
+    points = np.floor(np.asarray(score, dtype=float) + 0.5)  # half up, as people round
+    out = np.full(points.shape, "Thriving", dtype=object)
+    for upper, name in reversed(BANDS):
+        out[points <= upper] = name
+    return out
+
+
 class HandWeightedScorecard(ClassifierMixin, BaseEstimator):
     """The practitioners' weighted 0-100 health score, as an estimator.
 
@@ -49,7 +67,8 @@ class HandWeightedScorecard(ClassifierMixin, BaseEstimator):
     def __init__(self, scorecard: dict | None = None):
         self.scorecard = scorecard
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray) -> HandWeightedScorecard:
+    def fit(self, X: pd.DataFrame, y: np.ndarray | None = None) -> HandWeightedScorecard:
+        """Learn the 0-10 scales from ``X``; with outcomes ``y``, also the probability link."""
         card = self.scorecard or SCORECARD
         # Training quantiles of every metric present: the 0-10 scale.
         self.quantiles_ = {
@@ -62,8 +81,9 @@ class HandWeightedScorecard(ClassifierMixin, BaseEstimator):
             for name, (weight, metrics) in card.items()
         }
         self.classes_ = np.array([0, 1])
-        health = self.health_score(X).reshape(-1, 1)
-        self.link_ = LogisticRegression().fit(health, np.asarray(y))
+        if y is not None:
+            health = self.health_score(X).reshape(-1, 1)
+            self.link_ = LogisticRegression().fit(health, np.asarray(y))
         return self
 
     def category_scores(self, X: pd.DataFrame) -> pd.DataFrame:

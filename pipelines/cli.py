@@ -341,6 +341,28 @@ def tune(
 
 @app.command()
 @_friendly
+def scorecard(
+    data: DataOpt,
+    out_file: Annotated[Path, typer.Option("--out", help="Scores file (.csv/.parquet).")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Score as of D [default: last day in the data].")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
+) -> None:
+    """The classic hand-weighted scorecard (usage 25%, NPS/CSAT 20%, ...): 0-100 and bands."""
+    from pipelines.config import load_config
+    from pipelines.features import parse_as_of
+    from pipelines.scorecard import run_scorecard
+
+    cfg = load_config(config)
+    with _steps("scorecard") as step:
+        step("building the metric history and scoring")
+        scored = run_scorecard(data, parse_as_of(as_of), cfg, out_file)
+    counts = scored["band"].value_counts()
+    bands = ", ".join(f"{name} {counts.get(name, 0)}" for name in ("Critical", "At-risk", "Healthy", "Thriving"))
+    out.print(f"Hand-weighted scorecard for {len(scored):,} accounts: {bands} -> {out_file}", highlight=False)
+
+
+@app.command()
+@_friendly
 def promote(
     version: Annotated[str, typer.Argument(help="Model version to make champion.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (kept on the version).")],

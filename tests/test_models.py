@@ -104,3 +104,26 @@ def test_scorecard_scores_0_to_100_and_follows_directions():
     assert card.category_scores(X)["onboarding"].eq(5).all()
     proba = card.predict_proba(X)[:, 1]
     assert np.corrcoef(proba, score)[0, 1] < 0  # higher health, lower churn probability
+
+
+def test_practitioner_bands_on_whole_points():
+    from models.scorecard import band
+
+    assert band(np.array([0, 40, 40.6, 60.4, 61, 80, 80.5, 100])).tolist() == [
+        "Critical", "Critical", "At-risk", "At-risk", "Healthy", "Healthy", "Thriving", "Thriving"]
+
+
+def test_cli_scorecard_scores_every_active_account(tmp_path, data_folder):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    out = tmp_path / "scorecard.csv"
+    result = CliRunner().invoke(app, ["scorecard", "--data", str(data_folder()), "--out", str(out),
+                                      "--as-of", "2024-03-15"])
+    assert result.exit_code == 0, result.output
+    scored = pd.read_csv(out)
+    # a2's last term ends on 2024-03-15 (end dates are exclusive): not active that day.
+    assert set(scored["account_id"]) == {"a1", "a3"}
+    assert scored["scorecard_score"].between(0, 100).all()
+    assert set(scored["band"]) <= {"Critical", "At-risk", "Healthy", "Thriving"}
