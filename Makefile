@@ -21,6 +21,8 @@ TUNED ?= outputs/tuned-config.yaml
 TRIALS ?= 30
 TIMEOUT ?=
 VERSION ?=
+MODEL ?=
+SCORES ?= outputs/scores.csv
 REASON ?=
 # train/retrain use CONFIG if given, else the tuned config when `make tune` wrote one.
 TRAIN_CONFIG = $(or $(CONFIG),$(wildcard $(TUNED)))
@@ -78,6 +80,9 @@ tune: install ## Optuna search on DATA's pre-backtest folds (TRIALS, TIMEOUT) in
 retrain: install ## Validate DATA, retrain on the newest outcomes; the gate decides on promotion
 	$(MAKE) --no-print-directory validate DATA=$(DATA)
 	$(MAKE) --no-print-directory train DATA=$(DATA)
+
+score: install ## Score DATA as of AS_OF with the champion (or MODEL=uri) into SCORES
+	$(HS) score --data $(DATA) --out $(SCORES) $(if $(AS_OF),--as-of $(AS_OF)) $(if $(MODEL),--model $(MODEL)) $(if $(CONFIG),--config $(CONFIG))
 
 promote: install ## Make model VERSION the champion by hand (REASON="...")
 	@test -n "$(VERSION)" -a -n "$(REASON)" || { echo 'usage: make promote VERSION=n REASON="why"'; exit 2; }

@@ -7,6 +7,8 @@ built-in demo product; point ``key_features``, ``advanced_features`` and
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -78,6 +80,19 @@ class ModelConfig(BaseModel):
     experiment: str = Field("healthscore", description="MLflow experiment name.")
 
 
+class ScoreConfig(BaseModel):
+    """How churn probabilities become health scores, bands, alerts and actions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reference: float = Field(70.0, gt=0, lt=100, description="Score of an account at the portfolio's base churn rate (fixed at training).")
+    points_to_double: float = Field(15.0, gt=0, le=50, description="Points lost when the churn odds double (fixed at training).")
+    bands: Literal["fixed", "quantile", "capacity"] = Field("fixed", description="Band scheme.")
+    min_tenure_days: int = Field(30, ge=0, description="Younger accounts get insufficient_data instead of a score.")
+    debounce_runs: int = Field(2, ge=1, le=12, description="Runs a band change must hold before it is alerted.")
+    playbook: str | None = Field(None, description="YAML file with per-band and per-driver actions (default: the built-in playbook).")
+
+
 class Config(BaseModel):
     """The whole healthscore configuration."""
 
@@ -87,3 +102,4 @@ class Config(BaseModel):
     metrics: MetricsConfig = MetricsConfig()
     model: ModelConfig = ModelConfig()
     engine: EngineConfig = EngineConfig()
+    score: ScoreConfig = ScoreConfig()

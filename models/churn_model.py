@@ -22,6 +22,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from features.catalog import Direction
+from models.health import HealthScale
 
 KEYS = ["account_id", "as_of_date"]
 NOT_FEATURES = {*KEYS, "churned", "label_known_at", "segment"}
@@ -79,12 +80,15 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, params: dict | None = None, directions: dict | None = None,
-                 monotone: bool = True, calibration_days: int = 56, seed: int = 7):
+                 monotone: bool = True, calibration_days: int = 56, seed: int = 7,
+                 score_reference: float = 70.0, score_points_to_double: float = 15.0):
         self.params = params
         self.directions = directions
         self.monotone = monotone
         self.calibration_days = calibration_days
         self.seed = seed
+        self.score_reference = score_reference
+        self.score_points_to_double = score_points_to_double
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, dates: pd.Series) -> CalibratedLightGBM:
         """Fit on ``X`` (metric columns), ``y`` (0/1) and each row's observation date."""
@@ -119,6 +123,9 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
         self.isotonic_ = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(margin, y[held])
         self.classes_ = np.array([0, 1])
         self.n_calibration_ = int(held.sum())
+        # The health-score scale is part of the fitted model: anchored on the base churn
+        # rate of the rows it learned from.
+        self.scale_ = HealthScale(float(y.mean()), self.score_reference, self.score_points_to_double)
         return self
 
     def raw_log_odds(self, X: pd.DataFrame) -> np.ndarray:

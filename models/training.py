@@ -29,12 +29,16 @@ def directions(catalog: tuple[Metric, ...]) -> dict[str, str]:
 
 
 def lightgbm(config: ModelConfig, catalog: tuple[Metric, ...], monotone: bool | None = None,
-             params: dict | None = None) -> CalibratedLightGBM:
-    """The configured calibrated LightGBM (tuned parameters over the defaults)."""
+             params: dict | None = None, scale: tuple[float, float] = (70.0, 15.0)) -> CalibratedLightGBM:
+    """The configured calibrated LightGBM (tuned parameters over the defaults).
+
+    ``scale`` is the health score's (reference, points to double the odds).
+    """
     return CalibratedLightGBM(
         params={**config.lightgbm, **(params or {})}, directions=directions(catalog),
         monotone=config.monotone if monotone is None else monotone,
         calibration_days=config.calibration_days, seed=config.seed,
+        score_reference=scale[0], score_points_to_double=scale[1],
     )
 
 
@@ -113,7 +117,8 @@ def backtest(observations: pd.DataFrame, config: ModelConfig, catalog: tuple[Met
     return predictions, summarise(predictions, config.capacity, segments)
 
 
-def fit_final(observations: pd.DataFrame, config: ModelConfig, catalog: tuple[Metric, ...]):
+def fit_final(observations: pd.DataFrame, config: ModelConfig, catalog: tuple[Metric, ...],
+              scale: tuple[float, float] = (70.0, 15.0)):
     """The production model on every labelled observation, the logistic baseline beside it,
     and the learned weights on the latest observations.
 
@@ -121,8 +126,8 @@ def fit_final(observations: pd.DataFrame, config: ModelConfig, catalog: tuple[Me
         (calibrated LightGBM, logistic pipeline, weights table, the latest observations)
     """
     features = feature_columns(observations)
-    final = lightgbm(config, catalog).fit(observations[features], observations["churned"],
-                                          observations["as_of_date"])
+    final = lightgbm(config, catalog, scale=scale).fit(
+        observations[features], observations["churned"], observations["as_of_date"])
     logistic = logistic_baseline(config.seed).fit(observations[features], observations["churned"])
     cut = observations["as_of_date"].max() - pd.Timedelta(days=config.calibration_days)
     latest = observations.loc[observations["as_of_date"] > cut]

@@ -384,12 +384,36 @@ def promote(
 @_friendly
 def score(
     data: DataOpt,
-    out_file: Annotated[Path, typer.Option("--out", help="Scores file (.csv/.parquet).")],
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Score as of this day.")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Model URI [default: champion].")] = None,
+    out_file: Annotated[Path, typer.Option("--out", help="Scores file: .csv (CRM-safe) or .parquet.")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Score as of this day [default: last day in the data].")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model URI [default: models:/healthscore@champion].")] = None,
+    history: Annotated[Path | None, typer.Option("--history", help="Score history folder [default: score_history/ beside --out].")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
 ) -> None:
     """Score every account active as of D: health score, band, drivers and actions."""
-    _not_built("score", 5)
+    from pipelines.config import load_config
+    from pipelines.features import parse_as_of
+    from pipelines.score import score as run_score
+
+    cfg = load_config(config)
+    with _steps("scoring") as step:
+        result = run_score(data, parse_as_of(as_of), cfg, out_file, model, history, step)
+    scores = result.scores
+    counts = scores["band"].value_counts()
+    order = [b for b in ("Critical", "At-risk", "Healthy", "Thriving", "Requires attention",
+                         "Take notice", "Doing well", "Monitor", "insufficient_data") if b in counts]
+    table = Table(title=f"Health as of {scores['as_of_date'].iloc[0]:%Y-%m-%d} "
+                        f"(model v{result.model_version}, {int(scores['horizon_days'].iloc[0])}-day churn)")
+    for column in ("band", "accounts", "ARR", "mean churn probability"):
+        table.add_column(column, justify="left" if column == "band" else "right")
+    for band in order:
+        rows = scores.loc[scores["band"] == band]
+        table.add_row(band, f"{len(rows):,}", f"{rows['arr'].sum():,.0f}",
+                      "-" if rows["churn_probability"].isna().all() else f"{rows['churn_probability'].mean():.1%}")
+    out.print(table)
+    out.print(f"{len(result.alerts)} band change(s) held for {cfg.score.debounce_runs} runs -> "
+              f"{result.history_dir / 'alerts.csv'}")
+    out.print(f"Scores -> {out_file}; history -> {result.history_dir}")
 
 
 def _quiet_libraries() -> None:

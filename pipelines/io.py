@@ -157,8 +157,39 @@ def _for_csv(name: str | None, table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_table(table: pd.DataFrame, target: Path, source: str | None = None) -> Path:
-    """Write a table as Parquet, CSV or CSV.gz (by extension), atomically."""
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formulas(table: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula get a leading apostrophe.
+
+    Only text columns change: numbers (including negative ones) stay numbers.
+
+    >>> neutralise_formulas(pd.DataFrame({"a": ["=1+1", "ok", "-2", "@x"], "b": [-1, 2, 3, 4]}))
+         a  b
+    0  '=1+1 -1
+    1     ok  2
+    2    '-2  3
+    3    '@x  4
+    """
+    out = table.copy()
+    for column in out.columns:
+        if pd.api.types.is_string_dtype(out[column]) or out[column].dtype == object:
+            values = out[column]
+            text = values.astype("str")
+            risky = values.notna() & text.str.startswith(FORMULA_START)
+            if risky.any():
+                out[column] = values.astype(object).where(~risky, "'" + text)
+    return out
+
+
+def write_table(table: pd.DataFrame, target: Path, source: str | None = None,
+                spreadsheet_safe: bool = False) -> Path:
+    """Write a table as Parquet, CSV or CSV.gz (by extension), atomically.
+
+    With ``spreadsheet_safe``, CSV text cells that start like a formula are neutralised
+    (see :func:`neutralise_formulas`); Parquet keeps the data as it is.
+    """
     suffix = "".join(target.suffixes[-2:]) if target.name.endswith(".csv.gz") else target.suffix
     if suffix not in SUFFIXES:
         raise HealthscoreError(
@@ -168,7 +199,8 @@ def write_table(table: pd.DataFrame, target: Path, source: str | None = None) ->
         if suffix == ".parquet":
             table.to_parquet(tmp, index=False)
         else:
-            _for_csv(source, table).to_csv(
+            csv_table = neutralise_formulas(table) if spreadsheet_safe else table
+            _for_csv(source, csv_table).to_csv(
                 tmp, index=False, compression="gzip" if suffix == ".csv.gz" else None
             )
     return target

@@ -132,3 +132,30 @@ def config_hash(config) -> str:
     """A short, stable hash of the whole configuration."""
     text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def load(uri: str):
+    """The pyfunc's fitted model and its version, from the configured store only.
+
+    Returns:
+        (the :class:`HealthscoreModel` inside, a version label)
+    """
+    client = MlflowClient()
+    try:
+        loaded = mlflow.pyfunc.load_model(uri)
+    except (mlflow.exceptions.MlflowException, OSError) as exc:
+        raise HealthscoreError(
+            f"model {uri}: not found in the MLflow store {tracking_uri()} "
+            f"({str(exc).splitlines()[0][:200]}). Train one with `healthscore train`, or pass "
+            "--model models:/NAME/VERSION") from None
+    wrapped = loaded.unwrap_python_model()
+    if not isinstance(wrapped, HealthscoreModel) or not hasattr(wrapped.model, "scale_"):
+        raise HealthscoreError(f"model {uri}: not a healthscore model with a score scale; retrain it")
+    version = uri
+    if uri.startswith("models:/"):
+        name, _, ref = uri.removeprefix("models:/").partition("@")
+        if ref:
+            version = str(client.get_model_version_by_alias(name, ref).version)
+        else:
+            version = uri.rsplit("/", 1)[-1]
+    return wrapped, version

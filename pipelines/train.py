@@ -106,7 +106,8 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
     try:
         predictions, summary = backtest(known, m, metric_catalog, segments, progress)
         progress("fitting the final model on every observation known by the as-of date")
-        final, _, weights, latest = fit_final(known, m, metric_catalog)
+        final, _, weights, latest = fit_final(
+            known, m, metric_catalog, (config.score.reference, config.score.points_to_double))
     except TooLittleHistory as exc:
         raise HealthscoreError(
             f"training as of {as_of}: {exc}. Use more accounts or a longer history, or "

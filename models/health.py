@@ -1,0 +1,152 @@
+"""From calibrated churn odds to a 0-100 health score, bands and drivers in points.
+
+The score is a "points to double the odds" scale anchored on the portfolio's base churn
+rate: an account at the base rate scores ``reference`` (70); every doubling of its churn
+odds costs ``points_to_double`` (15) points, every halving earns them. So
+
+    linear score = reference - k * (log-odds - logit(base rate)),  k = points / ln 2
+
+and a metric's SHAP contribution c (calibrated log-odds) is worth exactly -k * c points.
+SHAP contributions start from the model's expected log-odds (its average account), so
+an account's drivers add up to its score minus the score of that average account: the
+portfolio's reference score, reported with every score. Near the ends the
+score is compressed smoothly into (0, 100) (below 10 and above 90 points every further
+point counts less, hyperbolically), so it stays strictly monotone in the probability; there the drivers
+are scaled by the same compression, so they still add up to the displayed gap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+EDGE = 10.0  # width of the compressed zone at each end of the scale
+
+
+@dataclass(frozen=True)
+class HealthScale:
+    """The mapping from churn log-odds to points; fitted with the model (its base rate)."""
+
+    base_rate: float
+    reference: float = 70.0
+    points_to_double: float = 15.0
+
+    @property
+    def k(self) -> float:
+        return self.points_to_double / math.log(2)
+
+    @property
+    def base_log_odds(self) -> float:
+        return math.log(self.base_rate / (1 - self.base_rate))
+
+    def linear(self, log_odds: np.ndarray) -> np.ndarray:
+        return self.reference - self.k * (np.asarray(log_odds, dtype=float) - self.base_log_odds)
+
+    def score(self, log_odds: np.ndarray) -> np.ndarray:
+        """Health 0-100 (strictly inside), higher is healthier, strictly falling in the odds.
+
+        >>> s = HealthScale(0.05)
+        >>> float(s.score(np.log(0.05 / 0.95)))
+        70.0
+        >>> bool(s.score(-20.0) < 100 and s.score(20.0) > 0)
+        True
+        """
+        return _compress(self.linear(log_odds))
+
+    def points(self, contributions: pd.DataFrame, log_odds: np.ndarray, base: float) -> pd.DataFrame:
+        """Per-metric contributions (calibrated log-odds) as score points.
+
+        ``base`` is the contributions' expected value (the model's log-odds for the
+        average account); its score is the portfolio's reference score, and each row's
+        points sum to its score minus that reference (to float precision).
+        """
+        linear = self.linear(log_odds)
+        reference = self.linear(np.array([base]))[0]
+        raw = -self.k * contributions
+        gap_linear = linear - reference
+        gap_shown = _compress(linear) - _compress(np.array([reference]))[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.where(np.abs(gap_linear) > 1e-12, gap_shown / gap_linear, 1.0)
+        return raw.mul(factor, axis=0)
+
+    def reference_score(self, base: float) -> float:
+        """The score of the model's average account: where every account's drivers start."""
+        return float(self.score(np.array([base]))[0])
+
+
+def _compress(linear: np.ndarray) -> np.ndarray:
+    """Identity on [EDGE, 100 - EDGE]; beyond, a hyperbolic approach to 0 and 100.
+
+    Smooth (slope 1 at the joins) and, unlike an exponential, still strictly increasing
+    in floating point far out in the tails.
+    """
+    x = np.asarray(linear, dtype=float)
+    low, high = EDGE, 100 - EDGE
+    out = x.copy()
+    below, above = x < low, x > high
+    out[below] = EDGE * EDGE / (EDGE + (low - x[below]))
+    out[above] = 100 - EDGE * EDGE / (EDGE + (x[above] - high))
+    return out
+
+
+# --------------------------------------------------------------------------- bands
+
+FIXED = ((40.0, "Critical"), (60.0, "At-risk"), (80.0, "Healthy"), (100.0, "Thriving"))
+QUANTILE = ((0.25, "Requires attention"), (0.75, "Take notice"), (1.0, "Doing well"))
+INSUFFICIENT = "insufficient_data"
+
+
+def fixed_bands(score: np.ndarray, thresholds=FIXED) -> np.ndarray:
+    """Bands by score thresholds, on whole points (rounded half up). NaN -> insufficient."""
+    score = np.asarray(score, dtype=float)
+    points = np.floor(score + 0.5)
+    out = np.full(score.shape, thresholds[-1][1], dtype=object)
+    for upper, name in reversed(thresholds):
+        out[points <= upper] = name
+    out[np.isnan(score)] = INSUFFICIENT
+    return out
+
+
+def quantile_bands(score: np.ndarray, cuts=QUANTILE) -> np.ndarray:
+    """Bands by the portfolio's own score quantiles (bottom 25%, middle 50%, top 25%)."""
+    score = np.asarray(score, dtype=float)
+    known = ~np.isnan(score)
+    ranks = pd.Series(score[known]).rank(method="first", pct=True).to_numpy()
+    names = np.full(known.sum(), cuts[-1][1], dtype=object)
+    for upper, name in reversed(cuts):
+        names[ranks <= upper] = name
+    out = np.full(score.shape, INSUFFICIENT, dtype=object)
+    out[known] = names
+    return out
+
+
+def capacity_bands(score: np.ndarray, capacity: int) -> np.ndarray:
+    """The ``capacity`` lowest scores are Critical (the team's list); the rest Monitor."""
+    score = np.asarray(score, dtype=float)
+    known = ~np.isnan(score)
+    ranks = pd.Series(score[known]).rank(method="first").to_numpy()
+    out = np.full(score.shape, INSUFFICIENT, dtype=object)
+    out[known] = np.where(ranks <= capacity, "Critical", "Monitor")
+    return out
+
+
+BAND_ORDER = {scheme: names for scheme, names in {
+    "fixed": [n for _, n in FIXED],
+    "quantile": [n for _, n in QUANTILE],
+    "capacity": ["Critical", "Monitor"],
+}.items()}
+
+
+def assign_bands(score: np.ndarray, scheme: str, capacity: int = 25) -> np.ndarray:
+    """Bands under ``scheme`` (``fixed``, ``quantile`` or ``capacity``), worst first in
+    :data:`BAND_ORDER`."""
+    if scheme == "fixed":
+        return fixed_bands(score)
+    if scheme == "quantile":
+        return quantile_bands(score)
+    if scheme == "capacity":
+        return capacity_bands(score, capacity)
+    raise ValueError(f"unknown band scheme {scheme!r}: use fixed, quantile or capacity")

@@ -1,0 +1,213 @@
+"""Pipeline stage: data folder + registered model -> health scores, bands, drivers, actions.
+
+Reads top-down like the data flow: metric history as of D -> the champion (or --model)
+-> calibrated churn probability -> health score and band -> SHAP points and drivers in
+words -> trend against earlier runs -> playbook actions -> score history, alerts and
+exports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from features.catalog import catalog
+from healthscore.config import Config
+from healthscore.errors import HealthscoreError
+from models.drivers import top_drivers
+from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
+from pipelines import registry
+from pipelines.features import stage_and_build
+from pipelines.io import atomic_path, write_table
+from pipelines.train import own_columns_of
+from pipelines.validate import data_end_date, load_data_folder
+
+KEYS = ["account_id", "as_of_date"]
+
+
+@dataclass
+class ScoreResult:
+    scores: pd.DataFrame
+    alerts: pd.DataFrame
+    model_version: str
+    history_dir: Path
+
+
+def load_playbook(path: str | None) -> dict:
+    """The playbook YAML (``bands`` and ``drivers``); the built-in one by default."""
+    if path is None:
+        text = resources.files("healthscore").joinpath("playbook.yaml").read_text(encoding="utf-8")
+        source = "the built-in playbook"
+    else:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise HealthscoreError(f"playbook {path}: cannot read it ({exc.strerror})") from None
+        source = path
+    try:
+        book = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise HealthscoreError(f"playbook {source}: not valid YAML ({exc})") from None
+    if not isinstance(book.get("bands", {}), dict) or not isinstance(book.get("drivers", {}), dict):
+        raise HealthscoreError(f"playbook {source}: needs mappings `bands:` and `drivers:`")
+    for band, steps in book.get("bands", {}).items():
+        if not isinstance(steps, list) or not all(isinstance(x, str) for x in steps):
+            raise HealthscoreError(f"playbook {source}: bands.{band} must be a list of text lines "
+                                   "(quote a line that contains ': ')")
+    for group, hint in book.get("drivers", {}).items():
+        if not isinstance(hint, str):
+            raise HealthscoreError(f"playbook {source}: drivers.{group} must be one text line")
+    return book
+
+
+def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
+          model_uri: str | None = None, history_dir: Path | None = None,
+          progress=print) -> ScoreResult:
+    """Score every account active as of D; write ``out``, the score history and alerts."""
+    s = config.score
+    playbook = load_playbook(s.playbook)
+    tables = load_data_folder(data_dir)
+    as_of = as_of or data_end_date(tables).date()
+    metric_catalog = {m.name: m for m in catalog(config.metrics, set(tables), own_columns_of(tables))}
+    accounts = tables["accounts"].set_index("account_id")
+
+    progress("loading the model")
+    registry.connect(config.model.experiment)
+    uri = model_uri or f"models:/{config.model.registered_model}@{registry.CHAMPION}"
+    wrapped, version = registry.load(uri)
+    model, horizon = wrapped.model, wrapped.horizon_days
+
+    progress("building the metric history")
+    history = stage_and_build(tables, as_of, config)
+    missing = [c for c in model.features_ if c not in history.columns]
+    if missing:
+        raise HealthscoreError(
+            f"model {uri} (version {version}) needs metrics this data does not produce: "
+            f"{', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}. Score with the "
+            "config the model was trained with, or retrain on this data")
+    day = pd.Timestamp(as_of)
+    today = history.loc[history["as_of_date"] == day].reset_index(drop=True)
+    if today.empty:
+        raise HealthscoreError(f"no account is active on {as_of}: nothing to score")
+    earlier = history.loc[history["as_of_date"] <= day - pd.Timedelta(days=28), "as_of_date"]
+    before = (history.loc[history["as_of_date"] == earlier.max()].set_index("account_id")
+              .reindex(today["account_id"]) if len(earlier) else
+              pd.DataFrame(index=today["account_id"], columns=history.columns, dtype=float))
+
+    progress(f"scoring {len(today):,} accounts")
+    X = today[model.features_]
+    log_odds = model.log_odds(X)
+    scale = model.scale_
+    health = scale.score(log_odds)
+    contributions = model.contributions(X)
+    base = float(contributions["base"].iloc[0])
+    points = scale.points(contributions.drop(columns="base"), log_odds, base)
+    enough = (today["tenure_days_current"] >= s.min_tenure_days).to_numpy()
+    health = np.where(enough, health, np.nan)
+    probability = np.where(enough, 1 / (1 + np.exp(-log_odds)), np.nan)
+    bands = assign_bands(health, s.bands, config.model.capacity)
+
+    risks, strengths, risk_names = top_drivers(
+        points, X, before[model.features_].reset_index(drop=True), metric_catalog)
+    group_of = {m: metric_catalog[m].group for m in model.features_}
+    by_group = points.T.groupby(group_of).sum().T.add_prefix("points_")
+    names = accounts["name"] if "name" in accounts else pd.Series(dtype="str")
+    scores = pd.DataFrame({
+        "account_id": today["account_id"], "as_of_date": today["as_of_date"],
+        "account_name": today["account_id"].map(names).to_numpy(),
+        "churn_probability": probability, "health_score": np.round(health, 1), "band": bands,
+        "drivers": [_drivers_text(r, st) if ok else "Too new to score (tenure under "
+                    f"{s.min_tenure_days} days)" for r, st, ok in zip(risks, strengths, enough)],
+        "top_risks": [" | ".join(r) for r in risks],
+        "top_strengths": [" | ".join(st) for st in strengths],
+        "model_version": version, "horizon_days": horizon,
+        "reference_score": round(scale.reference_score(base), 2),
+    })
+    by_group = by_group.round(2)
+    by_group.loc[~enough] = np.nan
+    scores = pd.concat([scores, by_group], axis=1)
+    scores["action"] = [_actions(playbook, b, names, group_of) for b, names in zip(bands, risk_names)]
+    scores["arr"] = today["arr_total_current"].to_numpy()
+
+    history_dir = history_dir or out.parent / "score_history"
+    scores, alerts = _trend_and_alerts(scores, history_dir, version, s.debounce_runs, s.bands)
+    progress("writing")
+    write_table(scores, out, spreadsheet_safe=True)
+    return ScoreResult(scores, alerts, version, history_dir)
+
+
+def _drivers_text(risks: list[str], strengths: list[str]) -> str:
+    parts = []
+    if risks:
+        parts.append("Risks: " + "; ".join(risks) + ".")
+    if strengths:
+        parts.append("Strengths: " + "; ".join(strengths) + ".")
+    return " ".join(parts) or "No metric moves this score by a point."
+
+
+def _actions(playbook: dict, band: str, risk_names: list[str], group_of: dict) -> str:
+    steps = list(playbook.get("bands", {}).get(band, []))
+    if risk_names and band != INSUFFICIENT:
+        hint = playbook.get("drivers", {}).get(group_of[risk_names[0]])
+        if hint:
+            steps.append(hint)
+    return " | ".join(steps)
+
+
+def _trend_and_alerts(scores: pd.DataFrame, history_dir: Path, version: str, debounce: int,
+                      scheme: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Append this run to the score history (idempotent per as-of date and model version),
+    add the trend columns, and rewrite the alerts of band changes that held ``debounce`` runs."""
+    as_of = pd.Timestamp(scores["as_of_date"].iloc[0])
+    run_file = history_dir / f"as_of={as_of:%Y-%m-%d}" / f"model={version}.parquet"
+    keep = ["account_id", "as_of_date", "health_score", "band", "model_version"]
+    write_table(scores[keep], run_file)
+    runs = pd.concat([pd.read_parquet(f) for f in sorted(history_dir.glob("as_of=*/model=*.parquet"))],
+                     ignore_index=True)
+    # One row per account and as-of date: the newest model's run of that date.
+    runs = (runs.sort_values(["as_of_date", "model_version"])
+            .drop_duplicates(["account_id", "as_of_date"], keep="last"))
+    runs = runs.loc[runs["as_of_date"] <= as_of].sort_values(["account_id", "as_of_date"])
+
+    trend = runs.groupby("account_id", sort=False).apply(_account_trend, debounce=debounce,
+                                                         include_groups=False)
+    trend = pd.DataFrame(trend.tolist(), index=trend.index,
+                         columns=["score_change", "runs_in_band", "band_since", "falling_runs", "alert_from"])
+    scores = scores.join(trend.drop(columns="alert_from"), on="account_id")
+    order = {b: i for i, b in enumerate(BAND_ORDER[scheme])}
+    alerts = trend.loc[trend["alert_from"].notna(), ["alert_from"]].join(
+        scores.set_index("account_id")[["as_of_date", "band", "health_score", "drivers"]])
+    alerts = alerts.reset_index().rename(columns={"alert_from": "from_band", "band": "to_band"})
+    alerts["direction"] = [("worse" if order.get(t, 0) < order.get(f, 0) else "better")
+                           for f, t in zip(alerts["from_band"], alerts["to_band"])]
+    alerts["held_runs"] = debounce
+    alerts_file = history_dir / "alerts.csv"
+    old = pd.read_csv(alerts_file, parse_dates=["as_of_date"]) if alerts_file.exists() else None
+    if old is not None:
+        old = old.loc[old["as_of_date"] != as_of]
+        alerts = pd.concat([old, alerts], ignore_index=True)
+    alerts = alerts.sort_values(["as_of_date", "account_id"], ignore_index=True)
+    write_table(alerts, alerts_file, spreadsheet_safe=True)
+    return scores, alerts.loc[alerts["as_of_date"] == as_of].reset_index(drop=True)
+
+
+def _account_trend(runs: pd.DataFrame, debounce: int) -> tuple:
+    """(score change since the previous run, runs in the current band, the date it entered
+    the band, consecutive runs falling, the band it left if that change just held
+    ``debounce`` runs)."""
+    scores, bands, dates = runs["health_score"].to_numpy(), runs["band"].to_numpy(), runs["as_of_date"].to_numpy()
+    change = scores[-1] - scores[-2] if len(scores) > 1 else np.nan
+    same = 1
+    while same < len(bands) and bands[-1 - same] == bands[-1]:
+        same += 1
+    falling = 0
+    while falling + 1 < len(scores) and scores[-1 - falling] < scores[-2 - falling]:
+        falling += 1
+    alert = bands[-1 - same] if same == debounce and same < len(bands) else None
+    return change, same, pd.Timestamp(dates[-same]), falling, alert

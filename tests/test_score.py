@@ -1,0 +1,136 @@
+"""Scoring end to end on a demo book with a real registered model (MLflow SQLite store)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from healthscore.config import Config
+from healthscore.errors import HealthscoreError
+from models.training import fit_final
+from pipelines import registry
+from pipelines.cli import app
+from pipelines.score import score
+from pipelines.train import build_observations
+
+CONFIG = Config()
+BANDS = {"Critical", "At-risk", "Healthy", "Thriving", "insufficient_data"}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    import mlflow
+
+    from pipelines.demo_data import write_demo_data
+    from healthscore.simulate import SimulationConfig
+
+    root = tmp_path_factory.mktemp("score")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    data = root / "demo"
+    write_demo_data(data, SimulationConfig(n_accounts=300, seed=3))
+    accounts = pd.read_csv(data / "accounts.csv")
+    accounts.loc[0, "name"] = '=HYPERLINK("http://evil.example","click")'
+    accounts.to_csv(data / "accounts.csv", index=False)
+    known, _, as_of, metric_catalog = build_observations(data, None, CONFIG, lambda m: None)
+    model = fit_final(known, CONFIG.model, metric_catalog)[0]
+    registry.connect(CONFIG.model.experiment)
+    with mlflow.start_run():
+        logged = registry.log_model(model, 90, {}, known.tail(50))
+    version = registry.register(logged.model_uri, "healthscore", {})
+    registry.promote("healthscore", version, "test", "test")
+    yield root, data, as_of
+    mp.undo()
+
+
+def run(setup, as_of: dt.date, out: str = "scores.csv", **kw) -> pd.DataFrame:
+    root, data, _ = setup
+    return score(data, as_of, CONFIG, root / "out" / out, progress=lambda m: None, **kw).scores
+
+
+def test_output_follows_the_contract(setup):
+    root, _, as_of = setup
+    scores = run(setup, as_of)
+    for column in ("account_id", "as_of_date", "churn_probability", "health_score", "band",
+                   "drivers", "model_version", "horizon_days"):
+        assert column in scores.columns
+    known = scores["band"] != "insufficient_data"
+    assert scores.loc[known, "health_score"].between(0, 100, inclusive="neither").all()
+    assert set(scores["band"]) <= BANDS and (scores["horizon_days"] == 90).all()
+    assert scores.loc[~known, "health_score"].isna().all()  # no silent guess
+    assert pd.read_csv(root / "out" / "scores.csv")["account_id"].tolist() == scores["account_id"].tolist()
+
+
+def test_score_falls_as_probability_rises_and_bands_follow(setup):
+    scores = run(setup, setup[2]).dropna(subset=["health_score"])
+    ordered = scores.sort_values("churn_probability")
+    assert ordered["health_score"].is_monotonic_decreasing
+    rank = {"Critical": 0, "At-risk": 1, "Healthy": 2, "Thriving": 3}
+    assert ordered["band"].map(rank).is_monotonic_decreasing
+
+
+def test_drivers_add_up_to_the_gap_from_the_reference(setup):
+    scores = run(setup, setup[2]).dropna(subset=["health_score"])
+    points = scores.filter(like="points_").sum(axis=1)
+    gap = scores["health_score"] - scores["reference_score"]
+    assert (points - gap).abs().max() < 0.15  # rounding: the score to 0.1, groups to 0.01
+    worst = scores.sort_values("health_score").iloc[0]
+    assert worst["drivers"].startswith("Risks: ") and "points)" in worst["drivers"]
+
+
+def test_scoring_the_same_day_twice_changes_nothing(setup):
+    root, _, as_of = setup
+    first = run(setup, as_of, "twice.csv")
+    files = sorted((root / "out" / "score_history").rglob("*.parquet"))
+    second = run(setup, as_of, "twice.csv")
+    pd.testing.assert_frame_equal(first, second)
+    assert sorted((root / "out" / "score_history").rglob("*.parquet")) == files
+
+
+def test_trend_and_debounced_alerts_over_runs(setup):
+    root, data, as_of = setup
+    history = root / "trend"
+    runs = [score(data, as_of - dt.timedelta(days=d), CONFIG, root / "out" / f"t{d}.csv",
+                  history_dir=history, progress=lambda m: None) for d in (14, 7, 0)]
+    last, previous = runs[-1].scores.set_index("account_id"), runs[-2].scores.set_index("account_id")
+    both = last.index.intersection(previous.index)
+    change = (last.loc[both, "health_score"] - previous.loc[both, "health_score"]).dropna()
+    np.testing.assert_allclose(last.loc[change.index, "score_change"], change, atol=1e-9)
+    assert last["runs_in_band"].between(1, 3).all()
+    alerts = pd.read_csv(history / "alerts.csv")
+    for row in alerts.itertuples():  # a change alerted only after it held two runs
+        assert row.from_band != row.to_band
+        held = [r.scores.set_index("account_id")["band"].get(row.account_id) for r in runs]
+        assert held[-2:] == [row.to_band, row.to_band]
+
+
+def test_crm_csv_neutralises_formulas(setup):
+    root, _, as_of = setup
+    run(setup, as_of, "crm.csv")
+    text = (root / "out" / "crm.csv").read_text()
+    assert "'=HYPERLINK" in text and ',=HYPERLINK' not in text and ',"=HYPERLINK' not in text
+    parquet = run(setup, as_of, "crm.parquet")
+    assert parquet["account_name"].str.startswith("=HYPERLINK").any()  # data kept as is
+
+
+def test_unknown_model_is_a_clear_error(setup, tmp_path):
+    root, data, as_of = setup
+    with pytest.raises(HealthscoreError, match="models:/nope@champion: not found in the MLflow store"):
+        score(data, as_of, CONFIG, tmp_path / "s.csv", model_uri="models:/nope@champion",
+              progress=lambda m: None)
+    result = CliRunner().invoke(app, ["score", "--data", str(data), "--out", str(tmp_path / "s.csv"),
+                                      "--model", "models:/nope/3"])
+    assert result.exit_code == 2 and "not found" in result.output
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_metrics_that_do_not_match_the_model_are_a_clear_error(setup, tmp_path):
+    _, data, as_of = setup
+    other = Config(metrics=CONFIG.metrics.model_copy(update={"event_types": ("login",)}))
+    with pytest.raises(HealthscoreError, match="needs metrics this data does not produce: event_"):
+        score(data, as_of, other, tmp_path / "s.csv", progress=lambda m: None)
