@@ -56,11 +56,13 @@ demo: install ## Run the whole pipeline on built-in demo data (from a fresh clon
 	$(MAKE) --no-print-directory validate DATA=$(DEMO_DIR)
 	$(MAKE) --no-print-directory features DATA=$(DEMO_DIR) OUT=$(DEMO_DIR)-outputs/metric_history.parquet
 	$(MAKE) --no-print-directory train DATA=$(DEMO_DIR)
+	$(MAKE) --no-print-directory score DATA=$(DEMO_DIR) SCORES=$(DEMO_DIR)-outputs/scores.csv
 	@echo
 	@echo ">> demo data:      $(DEMO_DIR) (ground truth in $(DEMO_DIR)-truth)"
 	@echo ">> metric history: $(DEMO_DIR)-outputs/metric_history.parquet"
 	@echo ">> model:          MLflow store $(MLFLOW_TRACKING_URI), model 'healthscore' @champion"
-	@echo ">> next stages (scoring, report) arrive with issues #5-#6"
+	@echo ">> scores:         $(DEMO_DIR)-outputs/scores.csv (history and alerts in $(DEMO_DIR)-outputs/score_history/)"
+	@echo ">> next: the report (issue #6)"
 
 demo-data: install ## Write simulated demo data to DATA (ACCOUNTS, SEED)
 	$(HS) demo-data --out $(DATA) --accounts $(ACCOUNTS) --seed $(SEED)

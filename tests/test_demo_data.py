@@ -137,3 +137,6 @@ def test_make_demo_path_end_to_end(tmp_path):
     assert history["account_id"].nunique() > 30 and history.shape[1] > 50
     assert "Out-of-time backtest" in proc.stdout and "Gate: no champion yet: promoted" in proc.stdout
     assert (tmp_path / "mlflow.db").is_file() and (tmp_path / "mlartifacts").is_dir()
+    scores = pd.read_csv(tmp_path / "demo-outputs" / "scores.csv")
+    assert set(scores["account_id"]) <= set(history["account_id"]) and len(scores) > 20
+    assert (tmp_path / "demo-outputs" / "score_history").is_dir()

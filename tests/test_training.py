@@ -165,3 +165,22 @@ def test_registered_pyfunc_gives_the_models_probabilities(final, observations, t
     out = loaded.predict(rows[["as_of_date", "account_id", *model.features_[::-1]]])
     np.testing.assert_allclose(out["churn_probability"], model.predict_proba(rows[model.features_])[:, 1])
     assert (tmp_path / "mlartifacts").is_dir()  # artifacts next to the store, not in the cwd
+
+
+@pytest.mark.parametrize("scheme", ["fixed", "quantile", "capacity"])
+def test_observed_churn_falls_from_the_worst_band_to_the_best(results, observations, scheme):
+    from models.health import BAND_ORDER, HealthScale, assign_bands
+
+    predictions, _ = results
+    rows = predictions.loc[predictions["model"] == "lightgbm"].copy()
+    scale = HealthScale(float(observations["churned"].mean()), CONFIG.score.reference,
+                        CONFIG.score.points_to_double)
+    rows["score"] = scale.score(np.log(rows["p"] / (1 - rows["p"])))
+    rows["band"] = assign_bands(rows["score"].to_numpy(), scheme)
+    if scheme == "capacity":  # the team's 25 accounts per week: bands per snapshot date
+        rows = rows.sort_values("as_of_date", kind="stable")
+        rows["band"] = np.concatenate([assign_bands(g["score"].to_numpy(), scheme, M.capacity)
+                                       for _, g in rows.groupby("as_of_date", sort=True)])
+    rates = rows.groupby("band")["y"].mean().reindex(BAND_ORDER[scheme])
+    assert rates.notna().all(), rates
+    assert rates.is_monotonic_decreasing and rates.nunique() == len(rates), rates
