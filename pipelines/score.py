@@ -9,6 +9,7 @@ exports.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -37,6 +38,7 @@ class ScoreResult:
     alerts: pd.DataFrame
     model_version: str
     history_dir: Path
+    seconds: dict[str, float]  # wall time per stage: metrics, prediction, explanation, rest
 
 
 def load_playbook(path: str | None) -> dict:
@@ -84,7 +86,9 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     model, horizon = wrapped.model, wrapped.horizon_days
 
     progress("building the metric history")
+    clock = time.perf_counter()
     history = stage_and_build(tables, as_of, config)
+    seconds = {"metrics": time.perf_counter() - clock}
     missing = [c for c in model.features_ if c not in history.columns]
     if missing:
         raise HealthscoreError(
@@ -102,10 +106,14 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
 
     progress(f"scoring {len(today):,} accounts")
     X = today[model.features_]
+    clock = time.perf_counter()
     log_odds = model.log_odds(X)
+    seconds["prediction"] = time.perf_counter() - clock
     scale = model.scale_
     health = scale.score(log_odds)
+    clock = time.perf_counter()
     contributions = model.contributions(X)
+    seconds["explanation"] = time.perf_counter() - clock
     base = float(contributions["base"].iloc[0])
     points = scale.points(contributions.drop(columns="base"), log_odds, base)
     enough = (today["tenure_days_current"] >= s.min_tenure_days).to_numpy()
@@ -139,7 +147,7 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     scores, alerts = _trend_and_alerts(scores, history_dir, version, s.debounce_runs, s.bands)
     progress("writing")
     write_table(scores, out, spreadsheet_safe=True)
-    return ScoreResult(scores, alerts, version, history_dir)
+    return ScoreResult(scores, alerts, version, history_dir, seconds)
 
 
 def _drivers_text(risks: list[str], strengths: list[str]) -> str:
