@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalog import PRIORITIES, _slug, metric_names
-from features.engine import snapshot_dates
+from features.engine import PEAK_DAYS, snapshot_dates
 from healthscore.config import Config, MetricsConfig
 from healthscore.errors import HealthscoreError
 
@@ -100,6 +100,9 @@ def reference_metric_history(
                                metrics.history_days)
     if not snapshots:
         raise HealthscoreError(f"--as-of {as_of}: before the first data ({first_day})")
+    if metrics.history_days is not None:  # the trailing year behind it, for the peaks
+        snapshots = snapshot_dates(as_of, first_day, metrics.snapshot_every_days,
+                                   metrics.history_days + PEAK_DAYS)
     src = _with_days(tables)
     own = own_metric_columns(tables)
 
@@ -139,6 +142,9 @@ def reference_metric_history(
                                                    out["seats_total_current"])
     out["activity_days_since_last"] = _days_since_last_activity(src["events"], out)
 
+    if metrics.history_days is not None:
+        out = out.loc[out["as_of_date"] >= pd.Timestamp(as_of) - metrics.history_days * DAY]
+        out = out.reset_index(drop=True)
     columns = metric_names(metrics, set(tables), own)
     out = out[[*KEYS, *columns]]
     return out.astype({c: "int64" for c in columns if c in INTEGERS})
@@ -414,11 +420,15 @@ def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
 def _ratios(out: pd.DataFrame, metrics: MetricsConfig) -> pd.DataFrame:
     """Ratios, changes, adoption and the fall from peak, on the stacked snapshots."""
     users, events = out["active_users_count_30d"], out["events_count_30d"]
-    # The peak is the highest 30-day value at this or any earlier snapshot of the account
-    # (cummax in row order: the rows are sorted by account and date).
-    by_account = out.groupby("account_id")
-    peak_events = by_account["events_count_30d"].cummax()
-    peak_users = by_account["active_users_count_30d"].cummax()
+    # The peak is the highest 30-day value at a snapshot of the account in the trailing
+    # 365 days, (D - 365, D]; rows are sorted by account and date.
+    def trailing_max(column: str) -> pd.Series:
+        rolled = (out.groupby("account_id", sort=False)
+                  .rolling(f"{PEAK_DAYS}D", on="as_of_date")[column].max())
+        return pd.Series(rolled.to_numpy(), index=out.index)
+
+    peak_events = trailing_max("events_count_30d")
+    peak_users = trailing_max("active_users_count_30d")
     new = {
         "events_per_active_user_30d": _ratio(events, users),
         "events_count_per_seat_30d": _ratio(events, out["seats_total_current"]),

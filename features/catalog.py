@@ -70,8 +70,8 @@ _FIXED: tuple[Metric, ...] = (
     Metric("events_count_change_30d", "trend", "Events in the last 30 days against the 30 before (relative change; empty: none before)", "ratio", H, "events"),
     Metric("events_daily_slope_90d", "trend", "Slope of daily events over the last 90 days (least squares; idle days count as 0)", "events/day per day", H, "events"),
     Metric("active_users_daily_slope_90d", "trend", "Slope of daily active users over the last 90 days", "users/day per day", H, "events"),
-    Metric("events_count_drop_from_peak", "trend", "Fall of 30-day events from the account's own highest earlier 30-day count (0: at its peak)", "share", R, "events"),
-    Metric("active_users_drop_from_peak", "trend", "Fall of 30-day active users from the account's own highest earlier count (0: at its peak)", "share", R, "events"),
+    Metric("events_count_drop_from_peak", "trend", "Fall of 30-day events from the account's own highest 30-day count at a snapshot of the last 365 days (0: at its peak)", "share", R, "events"),
+    Metric("active_users_drop_from_peak", "trend", "Fall of 30-day active users from the account's own highest count at a snapshot of the last 365 days (0: at its peak)", "share", R, "events"),
     Metric("active_users_change_30d", "trend", "Active users in the last 30 days against the 30 before (relative change)", "ratio", H, "events"),
     # contract
     Metric("arr_total_current", "contract", "Annual recurring revenue of the terms covering the day", "currency", U, "subscriptions"),

@@ -249,14 +249,18 @@ def metric_history(
     )
     if "tickets" in tables:
         out = out.mutate(tickets_count_per_seat_90d=_ratio(out.tickets_count_90d, seats))
-    # Fall from the account's own peak: the highest 30-day usage at any earlier snapshot,
+    # Fall from the account's own trailing peak: the highest 30-day usage at any snapshot of
+    # the last year,
     # over a narrow table (a window drags every column it sees along).
     narrow = g.left_join(recent.select(*KEYS, "events_count_30d"), KEYS).drop(
         "account_id_right", "as_of_date_right")
     narrow = narrow.left_join(users.select(*KEYS, "active_users_count_30d"), KEYS).drop(
         "account_id_right", "as_of_date_right")
-    peak = ibis.window(group_by=narrow.account_id, order_by=narrow.as_of_date,
-                       preceding=None, following=0)
+    narrow = narrow.mutate(_dn=_day_number(narrow.as_of_date))
+    # Trailing year of snapshots (D - 365, D], by day number: the peak as of D does not
+    # depend on how far back the history goes (see PEAK_DAYS).
+    peak = ibis.range_window(group_by=narrow.account_id, order_by=narrow._dn,
+                             preceding=PEAK_DAYS - 1, following=0)
     peaks = narrow.select(
         *KEYS,
         _peak_events=narrow.events_count_30d.fill_null(0).max().over(peak),
@@ -377,6 +381,10 @@ def _int_sum(value: ir.IntegerValue, where: ir.BooleanValue | None = None) -> ir
 
 
 SLOPE_DAYS = 90
+# The fall from peak looks back over this many days of snapshots. Callers that build only
+# a recent part of the history must compute snapshots this far before the first one they
+# keep (pipelines.features does).
+PEAK_DAYS = 365
 EPOCH = ibis.date(1970, 1, 1)
 
 

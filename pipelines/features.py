@@ -19,7 +19,7 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from features.engine import metric_history, snapshot_dates
+from features.engine import PEAK_DAYS, metric_history, snapshot_dates
 from healthscore.config import Config
 from healthscore.errors import HealthscoreError
 from pipelines.io import write_table
@@ -72,17 +72,23 @@ def _run(con, handles: Mapping[str, ir.Table], as_of: dt.date, config: Config) -
     starts = con.execute(handles["subscriptions"].start_date.min())
     first_event = con.execute(handles["events"].timestamp.min())
     first_day = min(pd.Timestamp(t) for t in (starts, first_event) if t is not None).date()
-    snapshots = snapshot_dates(
-        as_of, first_day, config.metrics.snapshot_every_days, config.metrics.history_days
-    )
+    m = config.metrics
+    snapshots = snapshot_dates(as_of, first_day, m.snapshot_every_days, m.history_days)
     if not snapshots:
         raise HealthscoreError(f"--as-of {as_of}: before the first data ({first_day})")
+    # A short history still needs the trailing year of snapshots behind its first one
+    # for the fall-from-peak metrics; those extra rows are dropped below.
+    if m.history_days is not None:
+        snapshots = snapshot_dates(as_of, first_day, m.snapshot_every_days, m.history_days + PEAK_DAYS)
     # Through Arrow: several times faster than the backend's own to_pandas here.
     names = (f"_stage_{i}" for i in itertools.count())
     expr = metric_history(handles, snapshots, config.metrics,
                           materialize=lambda t: con.create_table(next(names), t, temp=True))
     history = con.to_pyarrow(expr).to_pandas()
     history["as_of_date"] = pd.to_datetime(history["as_of_date"]).astype("datetime64[us]")
+    if m.history_days is not None:
+        keep = pd.Timestamp(as_of) - pd.Timedelta(days=m.history_days)
+        history = history.loc[history["as_of_date"] >= keep]
     history = history.sort_values(["account_id", "as_of_date"], ignore_index=True)
     # Every metric is a float64 column, empty where missing: one type for counts and
     # ratios alike, so a model's input schema never depends on whether a column happened

@@ -369,3 +369,17 @@ def test_cli_features_rejects_a_bad_memory_limit(tmp_path, data_folder):
                                       str(tmp_path / "h.parquet"), "--memory-limit", "lots; DROP"])
     assert result.exit_code == 2 and "use a size such as 2GB" in result.output
     assert not (tmp_path / "h.parquet").exists()
+
+
+def test_a_short_history_gives_the_same_metrics_as_the_full_one():
+    tables = dict(BOOK.sources)
+    day = dt.date(2026, 6, 1)
+    full = compute_metric_history(tables, day, Config())
+    short_config = Config(metrics=MetricsConfig(history_days=60))
+    short = compute_metric_history(tables, day, short_config)
+    assert short["as_of_date"].min() >= pd.Timestamp(day) - pd.Timedelta(days=60)
+    assert short["as_of_date"].nunique() == 9  # 60 days of weekly snapshots, D included
+    expected = full.loc[full["as_of_date"].isin(short["as_of_date"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(short, expected)
+    # The trailing-year peak reaches back before the short history's first snapshot.
+    assert (short["events_count_drop_from_peak"] > 0).any()
