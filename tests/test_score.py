@@ -98,6 +98,7 @@ def test_scoring_the_same_day_twice_changes_nothing(setup):
     assert sorted((root / "out" / "score_history").rglob("*.parquet")) == files
 
 
+@pytest.mark.slow
 def test_trend_and_debounced_alerts_over_runs(setup):
     root, data, as_of = setup
     history = root / "trend"
