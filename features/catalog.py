@@ -163,8 +163,8 @@ def catalog(
     own = tuple(
         Metric(
             f"own_{c if c == '<column>' else _slug(c)}_latest", "own",
-            f"Your metric `{c}` from account_metrics: latest value within "
-            f"{config.account_metrics_staleness_days} days", "as given", U, "account_metrics",
+            f"Your metric `{c}` (from account_metrics: the latest value within "
+            f"{config.account_metrics_staleness_days} days)", "as given", U, "account_metrics",
         )
         for c in own_columns
     )
