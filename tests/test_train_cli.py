@@ -40,8 +40,11 @@ def test_train_tune_retrain_and_promote(tmp_path: Path):
     assert second.returncode == 0, second.stderr
     assert "on the same window" in second.stdout
 
+    # Both URIs explicitly: other tests in this process may have pointed MLflow's global
+    # registry URI at their own stores.
     mlflow.set_tracking_uri(f"sqlite:///{store}")
-    client = MlflowClient()
+    mlflow.set_registry_uri(f"sqlite:///{store}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}", registry_uri=f"sqlite:///{store}")
     assert str(client.get_model_version_by_alias("healthscore", "challenger").version) == "2"
     runs = mlflow.search_runs(experiment_names=["healthscore"], output_format="list")
     trains = [r for r in runs if r.data.tags.get("mlflow.runName", "").startswith("train")]
