@@ -72,10 +72,7 @@ def walk_forward(observations: pd.DataFrame, folds: list[Fold], fitters: dict[st
         ``model``, ``fold``, ``account_id``, ``as_of_date``, ``y`` and ``p``.
     """
     parts = []
-    for fold in folds:
-        train, test = split(observations, fold)
-        if test.empty or train["churned"].nunique() < 2:
-            continue
+    for fold, train, test in iter_folds(observations, folds):
         for name, fitter in fitters.items():
             if progress:
                 progress(f"fold {fold.number}/{len(folds)}: {name}")

@@ -39,24 +39,6 @@ SCORECARD: dict[str, tuple[float, tuple[tuple[str, str], ...]]] = {
 }
 
 
-BANDS = ((40, "Critical"), (60, "At-risk"), (80, "Healthy"), (100, "Thriving"))
-
-
-def band(score: np.ndarray) -> np.ndarray:
-    """The practitioners' bands: Critical 0-40, At-risk 41-60, Healthy 61-80, Thriving 81-100.
-
-    Scores are rounded to whole points first, as a CSM reads them.
-
-    >>> band(np.array([0, 40.4, 40.6, 60, 61, 80, 81, 100])).tolist()
-    ['Critical', 'Critical', 'At-risk', 'At-risk', 'Healthy', 'Healthy', 'Thriving', 'Thriving']
-    """
-    points = np.floor(np.asarray(score, dtype=float) + 0.5)  # half up, as people round
-    out = np.full(points.shape, "Thriving", dtype=object)
-    for upper, name in reversed(BANDS):
-        out[points <= upper] = name
-    return out
-
-
 class HandWeightedScorecard(ClassifierMixin, BaseEstimator):
     """The practitioners' weighted 0-100 health score, as an estimator.
 

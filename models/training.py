@@ -7,7 +7,7 @@ import pandas as pd
 
 from features.catalog import Metric
 from healthscore.config import ModelConfig
-from models.backtest import Fitter
+from models.backtest import Fitter, fold_plan, summarise, walk_forward
 from models.churn_model import CalibratedLightGBM, feature_columns, logistic_baseline
 from models.scorecard import SCORECARD, HandWeightedScorecard
 
@@ -110,8 +110,6 @@ def backtest(observations: pd.DataFrame, config: ModelConfig, catalog: tuple[Met
         (predictions per model and fold, summary tables: ``pooled``, ``folds``,
         ``segments``)
     """
-    from models.backtest import fold_plan, summarise, walk_forward
-
     folds, _ = fold_plan(observations, config.folds, config.fold_days, config.tuning_folds)
     predictions = walk_forward(observations, folds, fitters(config, catalog), progress)
     return predictions, summarise(predictions, config.capacity, segments)

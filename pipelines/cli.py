@@ -118,6 +118,7 @@ DataOpt = Annotated[
     Path,
     typer.Option("--data", help="Data folder with one file per source (see docs/data-contract.md)."),
 ]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")]
 
 
 @app.command("demo-data")
@@ -235,7 +236,7 @@ def features(
     data: DataOpt,
     out_file: Annotated[Path, typer.Option("--out", help="Metric history file (.parquet/.csv).")],
     as_of: Annotated[str | None, typer.Option("--as-of", help="Last snapshot date [default: last day in the data].")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
+    config: ConfigOpt = None,
     memory_limit: Annotated[str | None, typer.Option("--memory-limit", help="Cap DuckDB's memory (e.g. 2GB); it spills to disk beyond it.")] = None,
 ) -> None:
     """Build the point-in-time metric history (one row per account per snapshot)."""
@@ -257,7 +258,7 @@ def features(
 @app.command()
 @_friendly
 def catalog(
-    config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
+    config: ConfigOpt = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file.")] = None,
 ) -> None:
     """Print (or write) the metric catalog: name, meaning, unit, direction, source."""
@@ -280,7 +281,7 @@ def train(
     data: DataOpt,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Learn from outcomes known by D [default: last day in the data].")] = None,
     horizon: Annotated[int | None, typer.Option("--horizon", help="Churn horizon in days [default: config, 90].")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Learn metric weights from renewal outcomes: backtest, fit, log to MLflow, register, gate."""
     from pipelines.config import load_config
@@ -322,7 +323,7 @@ def tune(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Use outcomes known by D [default: last day in the data].")] = None,
     trials: Annotated[int, typer.Option("--trials", min=1, help="Trials to run.")] = 30,
     timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Stop after this many seconds.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Search LightGBM parameters with Optuna on the folds before the reported backtest."""
     from pipelines.config import load_config
@@ -345,7 +346,7 @@ def scorecard(
     data: DataOpt,
     out_file: Annotated[Path, typer.Option("--out", help="Scores file (.csv/.parquet).")],
     as_of: Annotated[str | None, typer.Option("--as-of", help="Score as of D [default: last day in the data].")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """The classic hand-weighted scorecard (usage 25%, NPS/CSAT 20%, ...): 0-100 and bands."""
     from pipelines.config import load_config
@@ -366,7 +367,7 @@ def scorecard(
 def promote(
     version: Annotated[str, typer.Argument(help="Model version to make champion.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (kept on the version).")],
-    config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Make a registered model version the champion by hand, overriding the gate (recorded)."""
     import getpass
@@ -388,7 +389,7 @@ def score(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Score as of this day [default: last day in the data].")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model URI [default: models:/healthscore@champion].")] = None,
     history: Annotated[Path | None, typer.Option("--history", help="Score history folder [default: score_history/ beside --out].")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Score every account active as of D: health score, band, drivers and actions."""
     from pipelines.config import load_config

@@ -18,9 +18,10 @@ from pathlib import Path
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
+from pydantic import ValidationError
 
 from features.engine import PEAK_DAYS, metric_history, snapshot_dates
-from healthscore.config import Config
+from healthscore.config import Config, EngineConfig
 from healthscore.errors import HealthscoreError
 from pipelines.io import write_table
 from pipelines.validate import data_end_date, load_data_folder
@@ -99,14 +100,12 @@ def _run(con, handles: Mapping[str, ir.Table], as_of: dt.date, config: Config) -
 
 
 def _size(text: str) -> str:
-    """A DuckDB memory size such as ``2GB`` or ``512MB`` (checked: it goes into SQL)."""
-    value = text.strip().upper().replace(" ", "")
-    number = value.rstrip("KMGTIB")
-    if not number.replace(".", "", 1).isdigit() or value[len(number):] not in {
-        "KB", "MB", "GB", "TB", "KIB", "MIB", "GIB", "TIB"
-    }:
-        raise HealthscoreError(f"memory limit {text!r}: use a size such as 2GB or 512MB")
-    return value
+    """A DuckDB memory size such as ``2GB`` or ``512MB``, checked by the config's rule
+    (it goes into SQL)."""
+    try:
+        return EngineConfig(memory_limit=text).memory_limit.strip().upper().replace(" ", "")
+    except ValidationError:
+        raise HealthscoreError(f"memory limit {text!r}: use a size such as 2GB or 512MB") from None
 
 
 def build_features(

@@ -14,7 +14,8 @@ import pandas as pd
 
 from healthscore.config import Config
 from models.churn_model import feature_columns
-from models.scorecard import HandWeightedScorecard, band
+from models.health import fixed_bands
+from models.scorecard import HandWeightedScorecard
 from pipelines.features import stage_and_build
 from pipelines.io import write_table
 from pipelines.validate import data_end_date, load_data_folder
@@ -32,7 +33,7 @@ def run_scorecard(data_dir: Path, as_of: dt.date | None, config: Config, out: Pa
     score = card.health_score(today[features])
     scored = pd.DataFrame({
         "account_id": today["account_id"], "as_of_date": today["as_of_date"],
-        "scorecard_score": score.round(1), "band": band(score),
+        "scorecard_score": score.round(1), "band": fixed_bands(score),
         **{f"{name}_score_0_10": categories[name] for name in categories.columns},
     }).sort_values(["scorecard_score", "account_id"], ignore_index=True)
     write_table(scored, out)

@@ -107,7 +107,7 @@ def test_scorecard_scores_0_to_100_and_follows_directions():
 
 
 def test_practitioner_bands_on_whole_points():
-    from models.scorecard import band
+    from models.health import fixed_bands as band
 
     assert band(np.array([0, 40, 40.6, 60.4, 61, 80, 80.5, 100])).tolist() == [
         "Critical", "Critical", "At-risk", "At-risk", "Healthy", "Healthy", "Thriving", "Thriving"]
