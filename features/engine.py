@@ -59,11 +59,25 @@ def snapshot_dates(
     return dates[::-1]
 
 
+def _terms(subscriptions: ir.Table) -> ir.Table:
+    return subscriptions.mutate(start=subscriptions.start_date.date(), end=subscriptions.end_date.date())
+
+
+def _active(subscriptions: ir.Table, dates: ir.Table) -> ir.Table:
+    """``account_id``, ``as_of_date``: the accounts with a term covering each date."""
+    subs = _terms(subscriptions)
+    covering = subs.join(dates, [subs.start <= dates.as_of_date, subs.end > dates.as_of_date])
+    return covering.select(*KEYS).distinct()
+
+
+def _dates(days: list[dt.date]) -> ir.Table:
+    dates = ibis.memtable(pd.DataFrame({"as_of_date": pd.Series(days, dtype="object")}))
+    return dates.mutate(as_of_date=dates.as_of_date.cast("date"))
+
+
 def _grid(subscriptions: ir.Table, accounts: ir.Table, dates: ir.Table) -> ir.Table:
     """Accounts active at each snapshot, with the contract metrics of their terms."""
-    subs = subscriptions.mutate(
-        start=subscriptions.start_date.date(), end=subscriptions.end_date.date()
-    )
+    subs = _terms(subscriptions)
     covering = subs.join(dates, [subs.start <= dates.as_of_date, subs.end > dates.as_of_date])
     grid = covering.group_by(KEYS).aggregate(
         arr_total_current=covering.arr.sum(),
@@ -88,6 +102,7 @@ def _grid(subscriptions: ir.Table, accounts: ir.Table, dates: ir.Table) -> ir.Ta
 def metric_history(
     tables: Mapping[str, ir.Table], snapshots: list[dt.date], config: MetricsConfig,
     materialize: Callable[[ir.Table], ir.Table] | None = None,
+    peak_snapshots: list[dt.date] = (),
 ) -> ir.Table:
     """The metric history expression: one row per account active at each snapshot.
 
@@ -100,19 +115,32 @@ def metric_history(
             returns a handle to it (e.g. ``lambda t: con.create_table(name, t,
             temp=True)``). The daily aggregates go through it, so the backend runs a few
             moderate queries instead of one huge one: less memory held at once.
+        peak_snapshots: Earlier snapshot dates that count only towards the fall from
+            peak (the highest 30-day usage at a snapshot of the trailing year). A short
+            history passes the year of snapshots before its first one here, so its rows
+            equal the full history's; only two narrow 30-day counts are computed at them.
 
     Returns:
         An Ibis table with ``account_id``, ``as_of_date`` and every catalog metric, in no
         particular row order (sorting is cheaper in the caller than in the engine).
     """
-    dates = ibis.memtable(pd.DataFrame({"as_of_date": pd.Series(snapshots, dtype="object")}))
-    dates = dates.mutate(as_of_date=dates.as_of_date.cast("date"))
     keep = materialize or (lambda t: t)
-    grid = keep(_grid(tables["subscriptions"], tables["accounts"], dates))
+    grid = keep(_grid(tables["subscriptions"], tables["accounts"], _dates(snapshots)))
+    peak_only = sorted(set(peak_snapshots) - set(snapshots))
+    peak_grid = keep(_active(tables["subscriptions"], _dates(peak_only))) if peak_only else None
 
     g = grid.select(*KEYS)
     events = tables["events"]
     events = events.mutate(day=events.timestamp.date(), n=events["count"].fill_null(1))
+    # Only days some window can reach: up to the last snapshot, and back 90 days from the
+    # first one (30 from the first peak snapshot). The last active day before that is
+    # kept apart, for the days since last activity.
+    first = min(min(snapshots) - dt.timedelta(days=WIDEST_DAYS),
+                min(peak_only, default=snapshots[0]) - dt.timedelta(days=30))
+    horizon = (events.day > first) & (events.day <= max(snapshots))
+    earlier = events.filter(events.day <= first).group_by("account_id").aggregate(
+        at=events.day.max())
+    events = events.filter(horizon)
     key, advanced = list(config.key_features), list(config.advanced_features)
     types = list(dict.fromkeys([*config.event_types, *key]))
     # Daily aggregates: the grouped passes over raw events. Everything below windows
@@ -167,6 +195,7 @@ def metric_history(
     # Days since last activity: a running max of activity days, over account-days and
     # snapshots in date order (activity on D itself sorts before the snapshot D).
     marks = account_day.select("account_id", at=account_day.day, active=ibis.literal(1)).union(
+        earlier.select("account_id", "at", active=ibis.literal(1))).union(
         g.select("account_id", at=g.as_of_date, active=ibis.literal(0))
     )
     running = ibis.window(group_by=marks.account_id,
@@ -191,6 +220,8 @@ def metric_history(
     # Breadth and its trend: distinct users in (D - 30, D] and (D - 60, D - 30].
     points = g.mutate(at=_day_number(g.as_of_date)).union(
         g.mutate(at=_day_number(g.as_of_date) - 30))
+    if peak_grid is not None:
+        points = points.union(peak_grid.mutate(at=_day_number(peak_grid.as_of_date)))
     counted = _distinct_users_at(user_day, points, 30)
     now = counted.at == _day_number(counted.as_of_date)
     users = counted.group_by(KEYS).aggregate(
@@ -205,7 +236,9 @@ def metric_history(
     out = out.left_join(last, KEYS).drop("account_id_right", "as_of_date_right")
     out = out.left_join(users, KEYS).drop("account_id_right", "as_of_date_right")
     if key:
-        key_user_day = keep(named.filter(named.event.isin(key)).select(
+        # Adoption is counted at the snapshots only (not the peak-only ones): 30 days back.
+        recent_days = named.day > min(snapshots) - dt.timedelta(days=30)
+        key_user_day = keep(named.filter(named.event.isin(key) & recent_days).select(
             "account_id", "user_id", "event", "day").distinct())
         points = g.mutate(at=_day_number(g.as_of_date))
         adoption = _distinct_users_at(key_user_day, points, 30, split=("event", key))
@@ -252,8 +285,16 @@ def metric_history(
     # Fall from the account's own trailing peak: the highest 30-day usage at any snapshot of
     # the last year,
     # over a narrow table (a window drags every column it sees along).
-    narrow = g.left_join(recent.select(*KEYS, "events_count_30d"), KEYS).drop(
-        "account_id_right", "as_of_date_right")
+    counts = recent.select(*KEYS, "events_count_30d")
+    narrow = g
+    if peak_grid is not None:
+        # The peak-only snapshots: just the 30-day events (users are counted above).
+        pn = peak_grid.mutate(gdn=_day_number(peak_grid.as_of_date))
+        e = account_day.select("account_id", "events", dn=_day_number(account_day.day))
+        jp = pn.join(e, [pn.account_id == e.account_id, e.dn <= pn.gdn, e.dn > pn.gdn - 30])
+        counts = counts.union(keep(jp.group_by(KEYS).aggregate(events_count_30d=_int_sum(jp.events))))
+        narrow = narrow.union(peak_grid)
+    narrow = narrow.left_join(counts, KEYS).drop("account_id_right", "as_of_date_right")
     narrow = narrow.left_join(users.select(*KEYS, "active_users_count_30d"), KEYS).drop(
         "account_id_right", "as_of_date_right")
     narrow = narrow.mutate(_dn=_day_number(narrow.as_of_date))
@@ -381,6 +422,8 @@ def _int_sum(value: ir.IntegerValue, where: ir.BooleanValue | None = None) -> ir
 
 
 SLOPE_DAYS = 90
+# The widest window back from a snapshot: 90 days (slopes, 90-day counts).
+WIDEST_DAYS = 90
 # The fall from peak looks back over this many days of snapshots. Callers that build only
 # a recent part of the history must compute snapshots this far before the first one they
 # keep (pipelines.features does).

@@ -78,18 +78,18 @@ def _run(con, handles: Mapping[str, ir.Table], as_of: dt.date, config: Config) -
     if not snapshots:
         raise HealthscoreError(f"--as-of {as_of}: before the first data ({first_day})")
     # A short history still needs the trailing year of snapshots behind its first one
-    # for the fall-from-peak metrics; those extra rows are dropped below.
+    # for the fall-from-peak metrics: the engine counts just the peak's inputs there.
+    peak_snapshots = []
     if m.history_days is not None:
-        snapshots = snapshot_dates(as_of, first_day, m.snapshot_every_days, m.history_days + PEAK_DAYS)
-    # Through Arrow: several times faster than the backend's own to_pandas here.
+        peak_snapshots = snapshot_dates(as_of, first_day, m.snapshot_every_days,
+                                        m.history_days + PEAK_DAYS)
     names = (f"_stage_{i}" for i in itertools.count())
     expr = metric_history(handles, snapshots, config.metrics,
-                          materialize=lambda t: con.create_table(next(names), t, temp=True))
+                          materialize=lambda t: con.create_table(next(names), t, temp=True),
+                          peak_snapshots=peak_snapshots)
+    # Through Arrow: several times faster than the backend's own to_pandas here.
     history = con.to_pyarrow(expr).to_pandas()
     history["as_of_date"] = pd.to_datetime(history["as_of_date"]).astype("datetime64[us]")
-    if m.history_days is not None:
-        keep = pd.Timestamp(as_of) - pd.Timedelta(days=m.history_days)
-        history = history.loc[history["as_of_date"] >= keep]
     history = history.sort_values(["account_id", "as_of_date"], ignore_index=True)
     # Every metric is a float64 column, empty where missing: one type for counts and
     # ratios alike, so a model's input schema never depends on whether a column happened

@@ -383,3 +383,24 @@ def test_a_short_history_gives_the_same_metrics_as_the_full_one():
     pd.testing.assert_frame_equal(short, expected)
     # The trailing-year peak reaches back before the short history's first snapshot.
     assert (short["events_count_drop_from_peak"] > 0).any()
+
+
+def test_a_short_history_still_sees_activity_older_than_its_windows():
+    # The engine reads only the days its windows reach; the last active day before them
+    # must still set the days since last activity.
+    tables = tiny()
+    tables["accounts"] = pd.concat([tables["accounts"], pd.DataFrame(
+        {"account_id": ["d"], "created_at": ts("2022-01-01")})], ignore_index=True)
+    tables["subscriptions"] = pd.concat([tables["subscriptions"], pd.DataFrame(
+        {"account_id": ["d"], "start_date": ts("2022-01-01"), "end_date": ts("2025-01-01"),
+         "arr": [1000.0], "seats": pd.array([3], dtype="Int64")})], ignore_index=True)
+    tables["events"] = pd.concat([tables["events"], pd.DataFrame(
+        {"account_id": ["d"], "timestamp": ts("2022-02-01 12:00"), "event": ["login"],
+         "user_id": ["z"], "count": pd.array([1], dtype="Int64"), "value": [None]})],
+        ignore_index=True)
+    short_config = Config(metrics=MetricsConfig(key_features=("report", "share"),
+                                                advanced_features=("api",), history_days=14))
+    short = compute_metric_history(tables, D, short_config).set_index(["account_id", "as_of_date"])
+    full = compute_metric_history(tables, D, CONFIG).set_index(["account_id", "as_of_date"])
+    assert short.loc[("d", pd.Timestamp(D)), "activity_days_since_last"] == (D - dt.date(2022, 2, 1)).days
+    pd.testing.assert_frame_equal(short, full.loc[short.index])
