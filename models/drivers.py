@@ -60,12 +60,15 @@ def top_drivers(points: pd.DataFrame, now: pd.DataFrame, before: pd.DataFrame,
     """
     risks, strengths, risk_names = [], [], []
     values, past = now.to_numpy(dtype=float), before.to_numpy(dtype=float)
+    matrix = points.to_numpy(dtype=float)
+    metrics = [catalog[c] for c in points.columns]
     columns = list(points.columns)
-    for i, row in enumerate(points.to_numpy(dtype=float)):
-        order = np.argsort(row, kind="stable")
-        neg = [j for j in order[:n] if row[j] < -0.05]
-        pos = [j for j in order[::-1][:n] if row[j] > 0.05]
-        risks.append([describe(catalog[columns[j]], values[i, j], past[i, j], row[j]) for j in neg])
-        strengths.append([describe(catalog[columns[j]], values[i, j], past[i, j], row[j]) for j in pos])
+    order = np.argsort(matrix, axis=1, kind="stable")
+    lowest, highest = order[:, :n], order[:, ::-1][:, :n]
+    for i, row in enumerate(matrix):
+        neg = [j for j in lowest[i] if row[j] < -0.05]
+        pos = [j for j in highest[i] if row[j] > 0.05]
+        risks.append([describe(metrics[j], values[i, j], past[i, j], row[j]) for j in neg])
+        strengths.append([describe(metrics[j], values[i, j], past[i, j], row[j]) for j in pos])
         risk_names.append([columns[j] for j in neg])
     return risks, strengths, risk_names

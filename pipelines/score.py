@@ -30,6 +30,8 @@ from pipelines.train import own_columns_of
 from pipelines.validate import data_end_date, load_data_folder
 
 KEYS = ["account_id", "as_of_date"]
+# The drivers' movement compares D with the snapshot this many days earlier.
+MOVEMENT_DAYS = 28
 
 
 @dataclass
@@ -87,7 +89,7 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
 
     progress("building the metric history")
     clock = time.perf_counter()
-    history = stage_and_build(tables, as_of, config)
+    history = stage_and_build(tables, as_of, _scoring_config(config))
     seconds = {"metrics": time.perf_counter() - clock}
     missing = [c for c in model.features_ if c not in history.columns]
     if missing:
@@ -99,7 +101,7 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     today = history.loc[history["as_of_date"] == day].reset_index(drop=True)
     if today.empty:
         raise HealthscoreError(f"no account is active on {as_of}: nothing to score")
-    earlier = history.loc[history["as_of_date"] <= day - pd.Timedelta(days=28), "as_of_date"]
+    earlier = history.loc[history["as_of_date"] <= day - pd.Timedelta(days=MOVEMENT_DAYS), "as_of_date"]
     before = (history.loc[history["as_of_date"] == earlier.max()].set_index("account_id")
               .reindex(today["account_id"]) if len(earlier) else
               pd.DataFrame(index=today["account_id"], columns=history.columns, dtype=float))
@@ -150,6 +152,16 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     return ScoreResult(scores, alerts, version, history_dir, seconds)
 
 
+def _scoring_config(config: Config) -> Config:
+    """The config with the short history scoring needs: the snapshot as of D and the one
+    ``MOVEMENT_DAYS`` earlier (the drivers' movement). The engine still reads the year
+    behind them for the fall from peak, so every metric equals the full history's."""
+    every = config.metrics.snapshot_every_days
+    days = -(-MOVEMENT_DAYS // every) * every
+    return config.model_copy(update={
+        "metrics": config.metrics.model_copy(update={"history_days": days})})
+
+
 def _drivers_text(risks: list[str], strengths: list[str]) -> str:
     parts = []
     if risks:
@@ -183,10 +195,7 @@ def _trend_and_alerts(scores: pd.DataFrame, history_dir: Path, version: str, deb
             .drop_duplicates(["account_id", "as_of_date"], keep="last"))
     runs = runs.loc[runs["as_of_date"] <= as_of].sort_values(["account_id", "as_of_date"])
 
-    trend = runs.groupby("account_id", sort=False).apply(_account_trend, debounce=debounce,
-                                                         include_groups=False)
-    trend = pd.DataFrame(trend.tolist(), index=trend.index,
-                         columns=["score_change", "runs_in_band", "band_since", "falling_runs", "alert_from"])
+    trend = account_trends(runs, debounce)
     scores = scores.join(trend.drop(columns="alert_from"), on="account_id")
     order = {b: i for i, b in enumerate(BAND_ORDER[scheme])}
     alerts = trend.loc[trend["alert_from"].notna(), ["alert_from"]].join(
@@ -205,17 +214,37 @@ def _trend_and_alerts(scores: pd.DataFrame, history_dir: Path, version: str, deb
     return scores, alerts.loc[alerts["as_of_date"] == as_of].reset_index(drop=True)
 
 
-def _account_trend(runs: pd.DataFrame, debounce: int) -> tuple:
-    """(score change since the previous run, runs in the current band, the date it entered
-    the band, consecutive runs falling, the band it left if that change just held
-    ``debounce`` runs)."""
-    scores, bands, dates = runs["health_score"].to_numpy(), runs["band"].to_numpy(), runs["as_of_date"].to_numpy()
-    change = scores[-1] - scores[-2] if len(scores) > 1 else np.nan
-    same = 1
-    while same < len(bands) and bands[-1 - same] == bands[-1]:
-        same += 1
-    falling = 0
-    while falling + 1 < len(scores) and scores[-1 - falling] < scores[-2 - falling]:
-        falling += 1
-    alert = bands[-1 - same] if same == debounce and same < len(bands) else None
-    return change, same, pd.Timestamp(dates[-same]), falling, alert
+def account_trends(runs: pd.DataFrame, debounce: int) -> pd.DataFrame:
+    """Per account, from its runs in date order (the last one is the current run): the
+    score change since the previous run, runs in the current band, the date it entered
+    the band, consecutive runs falling, and the band it left if that change has just held
+    ``debounce`` runs (else empty).
+
+    >>> runs = pd.DataFrame({"account_id": ["a"] * 4, "as_of_date": pd.date_range("2026-01-05", periods=4, freq="7D"),
+    ...                      "health_score": [70.0, 65.0, 55.0, 50.0], "band": ["Healthy", "Healthy", "At-risk", "At-risk"]})
+    >>> t = account_trends(runs, debounce=2).loc["a"]
+    >>> float(t.score_change), int(t.runs_in_band), str(t.band_since.date()), int(t.falling_runs), t.alert_from
+    (-5.0, 2, '2026-01-19', 3, 'Healthy')
+    """
+    runs = runs.sort_values(["account_id", "as_of_date"], ignore_index=True)
+    account, band, health = runs["account_id"], runs["band"], runs["health_score"]
+    first = account.ne(account.shift())
+    # Blocks of consecutive runs in one band; stretches of consecutive falls.
+    block = (first | band.ne(band.shift())).cumsum()
+    falls = ~first & (health < health.shift())
+    stretch = (~falls).cumsum()
+    last = ~account.duplicated(keep="last")
+    block_start = runs.groupby(block)["as_of_date"].transform("first")
+    in_band = runs.groupby(block).cumcount() + 1
+    band_before = band.shift().where(~first)
+    left = band_before.groupby(block).transform("first")
+    has_before = ~first.groupby(block).transform("first")
+    trend = pd.DataFrame({
+        "score_change": (health - health.shift()).where(~first),
+        "runs_in_band": in_band,
+        "band_since": block_start,
+        "falling_runs": runs.groupby(stretch).cumcount(),
+        "alert_from": left.where(has_before & (in_band == debounce)),
+    }).loc[last]
+    trend.index = account[last]
+    return trend
