@@ -74,11 +74,11 @@ _FIXED: tuple[Metric, ...] = (
     Metric("active_users_drop_from_peak", "trend", "Fall of 30-day active users from the account's own highest count at a snapshot of the last 365 days (0: at its peak)", "share", R, "events"),
     Metric("active_users_change_30d", "trend", "Active users in the last 30 days against the 30 before (relative change)", "ratio", H, "events"),
     # contract
-    Metric("arr_total_current", "contract", "Annual recurring revenue of the terms covering the day", "currency", U, "subscriptions"),
-    Metric("seats_total_current", "contract", "Licensed seats of the terms covering the day", "seats", U, "subscriptions"),
+    Metric("arr_total_current", "contract", "ARR (annual recurring revenue) of the current terms", "currency", U, "subscriptions"),
+    Metric("seats_total_current", "contract", "Licensed seats on the current terms", "seats", U, "subscriptions"),
     Metric("tenure_days_current", "contract", "Days since the account was created", "days", H, "accounts"),
-    Metric("renewal_days_to_next", "contract", "Days until the earliest covering term ends", "days", U, "subscriptions"),
-    Metric("term_length_days_current", "contract", "Length of the longest covering term (about 30 monthly, 365 annual)", "days", U, "subscriptions"),
+    Metric("renewal_days_to_next", "contract", "Days to the next renewal (the end of the earliest current term)", "days", U, "subscriptions"),
+    Metric("term_length_days_current", "contract", "Length of the longest current term (about 30 monthly, 365 annual)", "days", U, "subscriptions"),
     Metric("arr_change_365d", "contract", "ARR now against ARR a year earlier (relative change; empty: no term then)", "ratio", H, "subscriptions"),
     Metric("seats_change_365d", "contract", "Licensed seats now against a year earlier (relative change; empty: no term then)", "ratio", H, "subscriptions"),
     # support

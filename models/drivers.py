@@ -20,6 +20,8 @@ def format_value(value: float, unit: str) -> str:
         return f"{value:.0%}"
     if unit == "ratio":  # relative changes
         return f"{value:+.0%}"
+    if unit in ("currency", "amount"):
+        return f"{value:,.0f}"
     if float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}"
@@ -33,7 +35,8 @@ def describe(metric: Metric, now: float, before: float, points: float) -> str:
     'Distinct users active in the last 30 days fell from 34 to 12 (−9 points)'
     """
     sign = "+" if points >= 0 else "−"
-    amount = f"({sign}{abs(points):.0f} points)" if abs(points) >= 0.5 else f"({sign}{abs(points):.1f} points)"
+    shown = f"{abs(points):.0f}" if abs(points) >= 0.5 else f"{abs(points):.1f}"
+    amount = f"({sign}{shown} point{'' if shown == '1' else 's'})"
     what = metric.description.split(" (")[0]  # the catalog's fine print stays in the docs
     now_text = format_value(now, metric.unit)
     if before is None or (isinstance(before, float) and np.isnan(before)) or np.isnan(now):

@@ -30,6 +30,8 @@ from pipelines.train import own_columns_of
 from pipelines.validate import data_end_date, load_data_folder
 
 KEYS = ["account_id", "as_of_date"]
+# The stages ScoreResult.seconds times, in order.
+STAGES = ("load", "metrics", "prediction", "explanation", "drivers", "history", "writing")
 # The drivers' movement compares D with the snapshot this many days earlier.
 MOVEMENT_DAYS = 28
 
@@ -40,7 +42,7 @@ class ScoreResult:
     alerts: pd.DataFrame
     model_version: str
     history_dir: Path
-    seconds: dict[str, float]  # wall time per stage: metrics, prediction, explanation, rest
+    seconds: dict[str, float]  # wall time per stage (see STAGES)
 
 
 def load_playbook(path: str | None) -> dict:
@@ -75,6 +77,14 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
           progress=print) -> ScoreResult:
     """Score every account active as of D; write ``out``, the score history and alerts."""
     s = config.score
+    clock = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - clock
+        clock = time.perf_counter()
+
     playbook = load_playbook(s.playbook)
     tables = load_data_folder(data_dir)
     as_of = as_of or data_end_date(tables).date()
@@ -86,11 +96,11 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     uri = model_uri or f"models:/{config.model.registered_model}@{registry.CHAMPION}"
     wrapped, version = registry.load(uri)
     model, horizon = wrapped.model, wrapped.horizon_days
+    lap("load")
 
     progress("building the metric history")
-    clock = time.perf_counter()
     history = stage_and_build(tables, as_of, _scoring_config(config))
-    seconds = {"metrics": time.perf_counter() - clock}
+    lap("metrics")
     missing = [c for c in model.features_ if c not in history.columns]
     if missing:
         raise HealthscoreError(
@@ -108,14 +118,13 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
 
     progress(f"scoring {len(today):,} accounts")
     X = today[model.features_]
-    clock = time.perf_counter()
+    lap("metrics")
     log_odds = model.log_odds(X)
-    seconds["prediction"] = time.perf_counter() - clock
     scale = model.scale_
     health = scale.score(log_odds)
-    clock = time.perf_counter()
+    lap("prediction")
     contributions = model.contributions(X)
-    seconds["explanation"] = time.perf_counter() - clock
+    lap("explanation")
     base = float(contributions["base"].iloc[0])
     points = scale.points(contributions.drop(columns="base"), log_odds, base)
     enough = (today["tenure_days_current"] >= s.min_tenure_days).to_numpy()
@@ -144,12 +153,22 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     scores = pd.concat([scores, by_group], axis=1)
     scores["action"] = [_actions(playbook, b, names, group_of) for b, names in zip(bands, risk_names)]
     scores["arr"] = today["arr_total_current"].to_numpy()
+    lap("drivers")
 
     history_dir = history_dir or out.parent / "score_history"
     scores, alerts = _trend_and_alerts(scores, history_dir, version, s.debounce_runs, s.bands)
+    lap("history")
     progress("writing")
     write_table(scores, out, spreadsheet_safe=True)
+    if out.suffix.lower() == ".csv":  # the CRM file; pipelines (and the report) read Parquet
+        write_table(scores, parquet_beside(out))
+    lap("writing")
     return ScoreResult(scores, alerts, version, history_dir, seconds)
+
+
+def parquet_beside(out: Path) -> Path:
+    """``scores.csv`` -> ``scores.parquet``: the same rows, values as they are."""
+    return out.with_suffix(".parquet")
 
 
 def _scoring_config(config: Config) -> Config:
@@ -160,6 +179,23 @@ def _scoring_config(config: Config) -> Config:
     days = -(-MOVEMENT_DAYS // every) * every
     return config.model_copy(update={
         "metrics": config.metrics.model_copy(update={"history_days": days})})
+
+
+def backfill(data_dir: Path, as_of: dt.date | None, config: Config, out: Path, runs: int,
+             model_uri: str | None = None, history_dir: Path | None = None,
+             progress=print) -> ScoreResult:
+    """Score ``runs`` snapshots a cadence apart, oldest first, ending as of D: starts a score
+    history (trends, movers, alerts) for a portfolio scored for the first time. ``out``
+    holds the last run."""
+    if as_of is None:
+        as_of = data_end_date(load_data_folder(data_dir)).date()
+    every = dt.timedelta(days=config.metrics.snapshot_every_days)
+    result = None
+    for k in range(runs - 1, -1, -1):
+        day = as_of - k * every
+        result = score(data_dir, day, config, out, model_uri, history_dir,
+                       progress=lambda m, day=day: progress(f"{day}: {m}"))
+    return result
 
 
 def _drivers_text(risks: list[str], strengths: list[str]) -> str:

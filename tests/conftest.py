@@ -89,3 +89,46 @@ def data_folder(tmp_path: Path) -> Callable[..., Path]:
         return folder
 
     return make
+
+
+@pytest.fixture(scope="session")
+def scoring_book(tmp_path_factory):
+    """A 300-account demo book with a fitted model registered as champion in its own MLflow
+    store (``root/mlflow.db``), and one hostile account name. Shared by the scoring and
+    report tests; each module points MLFLOW_TRACKING_URI at the store for its duration.
+
+    Returns (root, data folder, the data's last day).
+    """
+    import mlflow
+    import pandas as pd
+
+    from healthscore.config import Config
+    from healthscore.simulate import SimulationConfig
+    from models.training import fit_final
+    from pipelines import registry
+    from pipelines.demo_data import write_demo_data
+    from pipelines.train import build_observations
+
+    config = Config()
+    root = tmp_path_factory.mktemp("scoring-book")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    data = root / "demo"
+    write_demo_data(data, SimulationConfig(n_accounts=300, seed=3))
+    # Hostile names on accounts that are customers at the end, so they are scored.
+    accounts = pd.read_csv(data / "accounts.csv")
+    terms = pd.read_csv(data / "subscriptions.csv", parse_dates=["start_date", "end_date"])
+    live = terms.loc[terms["end_date"] > terms["end_date"].max() - pd.Timedelta(days=60), "account_id"]
+    first, second = accounts.index[accounts["account_id"].isin(set(live))][:2]
+    accounts.loc[first, "name"] = '=HYPERLINK("http://evil.example","click")'
+    accounts.loc[second, "name"] = "<script>alert(1)</script>"
+    accounts.to_csv(data / "accounts.csv", index=False)
+    known, _, as_of, metric_catalog = build_observations(data, None, config, lambda m: None)
+    model = fit_final(known, config.model, metric_catalog)[0]
+    registry.connect(config.model.experiment)
+    with mlflow.start_run():
+        logged = registry.log_model(model, 90, {}, known.tail(50))
+    version = registry.register(logged.model_uri, "healthscore", {})
+    registry.promote("healthscore", version, "test", "test")
+    mp.undo()
+    return root, data, as_of

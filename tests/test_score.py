@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,38 +13,19 @@ from typer.testing import CliRunner
 
 from healthscore.config import Config
 from healthscore.errors import HealthscoreError
-from models.training import fit_final
-from pipelines import registry
 from pipelines.cli import app
 from pipelines.score import score
-from pipelines.train import build_observations
 
 CONFIG = Config()
 BANDS = {"Critical", "At-risk", "Healthy", "Thriving", "insufficient_data"}
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    import mlflow
-
-    from pipelines.demo_data import write_demo_data
-    from healthscore.simulate import SimulationConfig
-
-    root = tmp_path_factory.mktemp("score")
+def setup(scoring_book):
+    """The shared scoring book (conftest), with MLflow pointed at its store for this module."""
+    root, data, as_of = scoring_book
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    data = root / "demo"
-    write_demo_data(data, SimulationConfig(n_accounts=300, seed=3))
-    accounts = pd.read_csv(data / "accounts.csv")
-    accounts.loc[0, "name"] = '=HYPERLINK("http://evil.example","click")'
-    accounts.to_csv(data / "accounts.csv", index=False)
-    known, _, as_of, metric_catalog = build_observations(data, None, CONFIG, lambda m: None)
-    model = fit_final(known, CONFIG.model, metric_catalog)[0]
-    registry.connect(CONFIG.model.experiment)
-    with mlflow.start_run():
-        logged = registry.log_model(model, 90, {}, known.tail(50))
-    version = registry.register(logged.model_uri, "healthscore", {})
-    registry.promote("healthscore", version, "test", "test")
     yield root, data, as_of
     mp.undo()
 
@@ -86,7 +68,8 @@ def test_drivers_add_up_to_the_gap_from_the_reference(scored):
     gap = scores["health_score"] - scores["reference_score"]
     assert (points - gap).abs().max() < 0.15  # rounding: the score to 0.1, groups to 0.01
     worst = scores.sort_values("health_score").iloc[0]
-    assert worst["drivers"].startswith("Risks: ") and "points)" in worst["drivers"]
+    assert worst["drivers"].startswith("Risks: ")
+    assert re.search(r"\(−\d+(\.\d)? points?\)", worst["drivers"]), worst["drivers"]
 
 
 def test_scoring_the_same_day_twice_changes_nothing(setup):
