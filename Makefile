@@ -23,6 +23,9 @@ TIMEOUT ?=
 VERSION ?=
 MODEL ?=
 SCORES ?= outputs/scores.csv
+REPORT ?= outputs/report.html
+BACKFILL ?=
+MLFLOW_PORT ?= 5000
 REASON ?=
 # train/retrain use CONFIG if given, else the tuned config when `make tune` wrote one.
 TRAIN_CONFIG = $(or $(CONFIG),$(wildcard $(TUNED)))
@@ -32,7 +35,7 @@ export MLFLOW_TRACKING_URI
 PYTEST_ARGS ?=
 
 
-.PHONY: help install demo demo-data validate features docs train tune retrain promote score test test-slow test-all lock clean
+.PHONY: help install demo demo-data validate features docs train tune retrain promote score report mlflow-ui browser test test-slow test-all lock clean
 
 help: ## Show this help
 	@echo "healthscore: churn-predictive customer health scores"
@@ -56,13 +59,15 @@ demo: install ## Run the whole pipeline on built-in demo data (from a fresh clon
 	$(MAKE) --no-print-directory validate DATA=$(DEMO_DIR)
 	$(MAKE) --no-print-directory features DATA=$(DEMO_DIR) OUT=$(DEMO_DIR)-outputs/metric_history.parquet
 	$(MAKE) --no-print-directory train DATA=$(DEMO_DIR)
-	$(MAKE) --no-print-directory score DATA=$(DEMO_DIR) SCORES=$(DEMO_DIR)-outputs/scores.csv
+	$(MAKE) --no-print-directory score DATA=$(DEMO_DIR) SCORES=$(DEMO_DIR)-outputs/scores.csv BACKFILL=4
+	$(MAKE) --no-print-directory report DATA=$(DEMO_DIR) SCORES=$(DEMO_DIR)-outputs/scores.csv REPORT=$(DEMO_DIR)-outputs/report.html
 	@echo
 	@echo ">> demo data:      $(DEMO_DIR) (ground truth in $(DEMO_DIR)-truth)"
 	@echo ">> metric history: $(DEMO_DIR)-outputs/metric_history.parquet"
 	@echo ">> model:          MLflow store $(MLFLOW_TRACKING_URI), model 'healthscore' @champion"
 	@echo ">> scores:         $(DEMO_DIR)-outputs/scores.csv (history and alerts in $(DEMO_DIR)-outputs/score_history/)"
-	@echo ">> next: the report (issue #6)"
+	@echo ">> report:         $(DEMO_DIR)-outputs/report.html (open it in a browser)"
+	@echo ">> experiments:    make mlflow-ui, then http://127.0.0.1:$(MLFLOW_PORT)"
 
 demo-data: install ## Write simulated demo data to DATA (ACCOUNTS, SEED)
 	$(HS) demo-data --out $(DATA) --accounts $(ACCOUNTS) --seed $(SEED)
@@ -83,8 +88,18 @@ retrain: install ## Validate DATA, retrain on the newest outcomes; the gate deci
 	$(MAKE) --no-print-directory validate DATA=$(DATA)
 	$(MAKE) --no-print-directory train DATA=$(DATA)
 
-score: install ## Score DATA as of AS_OF with the champion (or MODEL=uri) into SCORES
-	$(HS) score --data $(DATA) --out $(SCORES) $(if $(AS_OF),--as-of $(AS_OF)) $(if $(MODEL),--model $(MODEL)) $(if $(CONFIG),--config $(CONFIG))
+score: install ## Score DATA as of AS_OF with the champion (or MODEL=uri) into SCORES (BACKFILL=n weekly runs)
+	$(HS) score --data $(DATA) --out $(SCORES) $(if $(AS_OF),--as-of $(AS_OF)) $(if $(MODEL),--model $(MODEL)) $(if $(BACKFILL),--backfill $(BACKFILL)) $(if $(CONFIG),--config $(CONFIG))
+
+report: install ## The HTML portfolio report and health cards of SCORES (DATA) into REPORT
+	$(HS) report --data $(DATA) --scores $(SCORES) --out $(REPORT) $(if $(CONFIG),--config $(CONFIG))
+
+mlflow-ui: install ## The MLflow UI on http://127.0.0.1:MLFLOW_PORT over the project's store
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+browser: ## Install Debian's chromium and chromedriver for the report's browser test (as root)
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo ">> chromium and chromedriver are installed"; \
+	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; fi
 
 promote: install ## Make model VERSION the champion by hand (REASON="...")
 	@test -n "$(VERSION)" -a -n "$(REASON)" || { echo 'usage: make promote VERSION=n REASON="why"'; exit 2; }

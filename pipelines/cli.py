@@ -389,16 +389,17 @@ def score(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Score as of this day [default: last day in the data].")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model URI [default: models:/healthscore@champion].")] = None,
     history: Annotated[Path | None, typer.Option("--history", help="Score history folder [default: score_history/ beside --out].")] = None,
+    backfill: Annotated[int, typer.Option("--backfill", min=1, help="Score this many weekly runs ending as of D, oldest first (starts a score history).")] = 1,
     config: ConfigOpt = None,
 ) -> None:
     """Score every account active as of D: health score, band, drivers and actions."""
     from pipelines.config import load_config
     from pipelines.features import parse_as_of
-    from pipelines.score import score as run_score
+    from pipelines.score import backfill as run_backfill
 
     cfg = load_config(config)
     with _steps("scoring") as step:
-        result = run_score(data, parse_as_of(as_of), cfg, out_file, model, history, step)
+        result = run_backfill(data, parse_as_of(as_of), cfg, out_file, backfill, model, history, step)
     scores = result.scores
     counts = scores["band"].value_counts()
     order = [b for b in ("Critical", "At-risk", "Healthy", "Thriving", "Requires attention",
@@ -417,6 +418,27 @@ def score(
     out.print(f"Scores -> {out_file}; history -> {result.history_dir}")
 
 
+@app.command()
+def report(
+    data: DataOpt,
+    scores_file: Annotated[Path, typer.Option("--scores", help="The scores written by `score` (.csv or .parquet).")],
+    out_file: Annotated[Path, typer.Option("--out", help="The HTML report to write.")],
+    model: Annotated[str | None, typer.Option("--model", help="Model URI [default: the version that made the scores].")] = None,
+    history: Annotated[Path | None, typer.Option("--history", help="Score history folder [default: score_history/ beside --scores].")] = None,
+    max_cards: Annotated[int, typer.Option("--max-cards", min=0, help="Health cards for at most this many accounts (the riskiest).")] = 5000,
+    config: ConfigOpt = None,
+) -> None:
+    """The portfolio report and account health cards: one self-contained HTML file."""
+    from pipelines.config import load_config
+    from pipelines.report import report as run_report
+
+    cfg = load_config(config)
+    with _steps("report") as step:
+        result = run_report(scores_file, data, out_file, cfg, history, model, max_cards, step)
+    out.print(f"Report for {result.accounts:,} accounts ({result.cards:,} health cards) -> "
+              f"{result.path.resolve().as_uri()}")
+
+
 def _quiet_libraries() -> None:
     """MLflow logs database migrations and warns about cloudpickle on every run; our own
     output says what happened, and docs/model.md states the pickle trust boundary."""
@@ -427,6 +449,7 @@ def _quiet_libraries() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*CloudPickle.*")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def main() -> None:

@@ -54,9 +54,11 @@ def shap_summary_figure(contributions: pd.DataFrame, X: pd.DataFrame, top: int =
 
     values = contributions.drop(columns="base")
     order = values.abs().mean().sort_values(ascending=False).index[:top]
+    # shap draws on the current figure: give it its own, or it paints over whichever
+    # figure happens to be open (the lift chart, when both are built together).
+    fig = plt.figure()
     shap.summary_plot(values[order].to_numpy(), X[order], show=False, max_display=top,
                       plot_size=(8, 0.35 * top + 1.5))
-    fig = plt.gcf()
     fig.suptitle("What drives churn risk (SHAP, log-odds)", fontsize=11)
     fig.tight_layout()
     return fig

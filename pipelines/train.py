@@ -143,6 +143,11 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
                                      "backtest_roc_auc": f"{_pooled(summary, 'lightgbm'):.6f}"})
         promoted, reason = _gate(config, known, backtest_folds, summary, metric_catalog, version)
         mlflow.set_tags({"promoted": str(promoted), "gate": reason, "model_version": version})
+        # Runs read apart in the UI: what data, which version, what the gate decided, when.
+        outcome = "champion" if promoted else "challenger kept"
+        mlflow.set_tag("mlflow.runName", f"v{version} {outcome} | as-of {as_of} | h{m.horizon_days} | "
+                                         f"ROC-AUC {_pooled(summary, 'lightgbm'):.3f} | "
+                                         f"{pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M}")
     pooled = summary["pooled"]
     return TrainResult(as_of, run.info.run_id, version, promoted, reason, pooled,
                        summary["folds"], weights, len(known), float(known["churned"].mean()))

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from features.lifecycle import active_accounts, renewal_outcomes
 from pipelines.cli import app
+from report_browser import check_in_browser, payload_of
 from pipelines.validate import check_data_folder, data_end_date
 
 runner = CliRunner()
@@ -140,3 +141,12 @@ def test_make_demo_path_end_to_end(tmp_path):
     scores = pd.read_csv(tmp_path / "demo-outputs" / "scores.csv")
     assert set(scores["account_id"]) <= set(history["account_id"]) and len(scores) > 20
     assert (tmp_path / "demo-outputs" / "score_history").is_dir()
+    # The report: four backfilled weekly runs, the backtest from the training run in
+    # MLflow, and a page that opens in a real browser with a working account card.
+    report = tmp_path / "demo-outputs" / "report.html"
+    assert f">> report:         {report}" in proc.stdout
+    payload = payload_of(report.read_text(encoding="utf-8"))
+    assert payload["meta"]["runs"] == 4 and payload["backtest"]["available"]
+    assert {m["model"] for m in payload["backtest"]["models"]} >= {
+        "LightGBM (learned weights)", "Hand-weighted scorecard", "Logistic baseline"}
+    check_in_browser(report, "demo-report")

@@ -1,0 +1,306 @@
+"""Pipeline stage: scores + score history + the model's backtest + data -> one HTML report.
+
+The report is a single self-contained file: no network, every script and style inline.
+All values from the data travel as one JSON document inside the page and are put on
+screen by the page's script as text (``textContent``), never as markup, so an account
+named ``<script>...`` shows as those characters. The page has the portfolio (bands, ARR,
+movers, distribution, weights, backtest, data freshness, a sortable and filterable
+account table) and a health card per account (score over time, driver waterfall,
+metric histories against the portfolio median, playbook actions).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from features.catalog import catalog
+from healthscore.config import Config
+from healthscore.contract import SOURCES
+from healthscore.errors import HealthscoreError
+from models.evaluation import reliability
+from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
+from pipelines import registry
+from pipelines.features import stage_and_build
+from pipelines.io import atomic_path
+from pipelines.score import parquet_beside
+from pipelines.train import own_columns_of
+from pipelines.validate import load_data_folder
+
+# Metric histories on each card, when the data has them (the portfolio median alongside).
+CARD_METRICS = ("active_users_count_30d", "active_days_count_30d", "events_count_30d",
+                "key_features_used_count_30d", "tickets_count_90d", "nps_score_latest",
+                "renewal_days_to_next")
+CARD_WEEKS = 26
+# Models shown in the backtest section, in this order, with the names people know.
+BACKTEST_MODELS = {"lightgbm": "LightGBM (learned weights)", "logistic": "Logistic baseline",
+                   "scorecard": "Hand-weighted scorecard"}
+
+
+@dataclass
+class ReportResult:
+    path: Path
+    accounts: int
+    cards: int
+
+
+def report(scores_file: Path, data_dir: Path, out: Path, config: Config,
+           history_dir: Path | None = None, model_uri: str | None = None,
+           max_cards: int = 5000, progress=print) -> ReportResult:
+    """Build the report for one scoring run and write it to ``out`` (atomically)."""
+    progress("reading the scores")
+    scores = _read_scores(scores_file)
+    as_of = pd.Timestamp(scores["as_of_date"].iloc[0])
+    version = str(scores["model_version"].iloc[0])
+    history_dir = history_dir or scores_file.parent / "score_history"
+    runs = _read_runs(history_dir, as_of)
+
+    progress("reading the model's backtest from MLflow")
+    registry.connect(config.model.experiment)
+    uri = model_uri or f"models:/{config.model.registered_model}/{version}"
+    wrapped, _ = registry.load(uri)
+    backtest = _backtest(uri, wrapped.model, config)
+
+    progress("building the metric histories for the cards")
+    tables = load_data_folder(data_dir)
+    freshness = _freshness(tables, as_of)
+    metric_catalog = {m.name: m for m in catalog(config.metrics, set(tables), own_columns_of(tables))}
+    short = config.model_copy(update={"metrics": config.metrics.model_copy(
+        update={"history_days": CARD_WEEKS * config.metrics.snapshot_every_days})})
+    metrics = stage_and_build(tables, as_of.date(), short)
+
+    progress("writing the report")
+    payload = _payload(scores, runs, backtest, freshness, metrics, metric_catalog, config,
+                       max_cards)
+    html = render(payload)
+    with atomic_path(out) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    return ReportResult(out, len(scores), len(payload["cards"]))
+
+
+def render(payload: dict) -> str:
+    """The HTML page around a payload (see :func:`_payload`)."""
+    folder = resources.files("pipelines").joinpath("templates")
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    template = env.from_string(folder.joinpath("report.html.j2").read_text(encoding="utf-8"))
+    return template.render(
+        title=payload["meta"]["title"],
+        style=jinja2.utils.markupsafe.Markup(folder.joinpath("report.css").read_text(encoding="utf-8")),
+        script=jinja2.utils.markupsafe.Markup(folder.joinpath("report.js").read_text(encoding="utf-8")),
+        data=jinja2.utils.markupsafe.Markup(script_json(payload)),
+    )
+
+
+def script_json(value) -> str:
+    """JSON that is safe inside a ``<script>`` element: no ``<``, ``>`` or ``&`` can close
+    it or open a comment, and NaN becomes null.
+
+    >>> script_json({"name": "</script><b>", "x": float("nan")})
+    '{"name": "\\\\u003c/script\\\\u003e\\\\u003cb\\\\u003e", "x": null}'
+    """
+    text = json.dumps(_clean(value), allow_nan=False, ensure_ascii=False)
+    for char, code in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                       ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, code)
+    return text
+
+
+def _clean(value):
+    """NaN and numpy scalars to JSON values."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(value) or math.isinf(value) else round(float(value), 4)
+    if isinstance(value, np.integer):
+        return int(value)
+    if value is None or value is pd.NaT:  # NaT first: it is a datetime too
+        return None
+    if isinstance(value, (pd.Timestamp, dt.date)):
+        return f"{value:%Y-%m-%d}"
+    return value
+
+
+def _read_scores(path: Path) -> pd.DataFrame:
+    """The scores Parquet (``scores.csv`` means the Parquet written beside it)."""
+    parquet = parquet_beside(path) if path.suffix.lower() == ".csv" else path
+    if not parquet.exists():
+        raise HealthscoreError(f"{parquet}: no scores there; run `healthscore score` first "
+                               "(it writes the Parquet beside a CSV)")
+    scores = pd.read_parquet(parquet)
+    missing = {"account_id", "as_of_date", "health_score", "band", "model_version"} - set(scores)
+    if missing or scores.empty:
+        raise HealthscoreError(f"{parquet}: not a healthscore scores file "
+                               f"({'missing ' + ', '.join(sorted(missing)) if missing else 'no rows'})")
+    return scores
+
+
+def _read_runs(history_dir: Path, as_of: pd.Timestamp) -> pd.DataFrame:
+    files = sorted(history_dir.glob("as_of=*/model=*.parquet"))
+    if not files:
+        return pd.DataFrame(columns=["account_id", "as_of_date", "health_score", "band"])
+    runs = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    runs = (runs.sort_values(["as_of_date", "model_version"])
+            .drop_duplicates(["account_id", "as_of_date"], keep="last"))
+    return runs.loc[runs["as_of_date"] <= as_of].sort_values(["account_id", "as_of_date"])
+
+
+def _backtest(uri: str, model, config: Config) -> dict:
+    """The backtest of the run that logged this model: metrics, curves and band churn."""
+    client = MlflowClient()
+    name, _, ref = uri.removeprefix("models:/").partition("/")
+    run_id = None
+    if uri.startswith("models:/") and ref and "@" not in uri:
+        run_id = client.get_model_version(name, ref).run_id
+    if run_id is None:
+        return {"available": False}
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="backtest",
+                                                             dst_path=tmp))
+        except (mlflow.exceptions.MlflowException, OSError):
+            return {"available": False}
+        needed = ("backtest_pooled.csv", "backtest_predictions.parquet", "learned_weights.csv")
+        if not all((folder / f).is_file() for f in needed):
+            return {"available": False}
+        pooled = pd.read_csv(folder / "backtest_pooled.csv")
+        predictions = pd.read_parquet(folder / "backtest_predictions.parquet")
+        weights = pd.read_csv(folder / "learned_weights.csv")
+    rows, curves, lift = [], {}, {}
+    for key, label in BACKTEST_MODELS.items():
+        row = pooled.loc[pooled["model"] == key]
+        part = predictions.loc[predictions["model"] == key]
+        if row.empty or part.empty:
+            continue
+        r = row.iloc[0]
+        rows.append({"model": label, **{k: r.get(k) for k in (
+            "roc_auc", "pr_auc", "top_decile_lift", "precision_at_capacity",
+            "recall_at_capacity", "ece", "observations", "churn_rate")}})
+        curve = reliability(part["y"].to_numpy(), part["p"].to_numpy())
+        curves[label] = curve[["predicted", "observed"]].to_dict("list")
+        lift[label] = _capture_curve(part["y"].to_numpy(), part["p"].to_numpy())
+    # Observed churn per band of the model's own scale, in the backtest.
+    ours = predictions.loc[predictions["model"] == "lightgbm"]
+    p = ours["p"].clip(1e-9, 1 - 1e-9).to_numpy()
+    health = model.scale_.score(np.log(p / (1 - p)))
+    bands = assign_bands(health, "fixed")
+    table = (pd.DataFrame({"band": bands, "y": ours["y"].to_numpy()}).groupby("band")["y"]
+             .agg(["size", "mean"]).reindex(BAND_ORDER["fixed"]))
+    band_rows = [{"band": b, "observations": int(n) if pd.notna(n) else 0, "churn_rate": m}
+                 for b, (n, m) in table.iterrows()]
+    return {"available": True, "models": rows, "reliability": curves, "lift": lift,
+            "bands": band_rows, "horizon_days": config.model.horizon_days,
+            "weights": weights.to_dict("records"), "capacity": config.model.capacity}
+
+
+def _capture_curve(y: np.ndarray, p: np.ndarray, points: int = 20) -> dict:
+    """Share of churners found when working the riskiest x% of observations."""
+    order = np.argsort(-p, kind="stable")
+    found = np.cumsum(y[order]) / max(y.sum(), 1)
+    xs = np.linspace(0, 1, points + 1)
+    idx = np.clip((xs * len(y)).astype(int) - 1, 0, len(y) - 1)
+    return {"worked": xs.tolist(), "found": np.where(xs == 0, 0.0, found[idx]).tolist()}
+
+
+def _freshness(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> list[dict]:
+    """The last record of each source against the as-of date."""
+    rows = []
+    for name, table in tables.items():
+        column = SOURCES[name].date_column if name in SOURCES else None
+        if column is None or column not in table or table.empty:
+            continue
+        stamps = pd.to_datetime(table[column])
+        last = stamps.loc[stamps <= as_of + pd.Timedelta(days=1)].max()
+        rows.append({"source": name, "rows": len(table), "last_record": last,
+                     "days_behind": (as_of - last.normalize()).days if pd.notna(last) else None})
+    return rows
+
+
+def _payload(scores, runs, backtest, freshness, metrics, metric_catalog, config, max_cards) -> dict:
+    s = scores.copy()
+    scheme = config.score.bands
+    order = [*BAND_ORDER[scheme], INSUFFICIENT]
+    worst = BAND_ORDER[scheme][0]
+    at_risk = set(BAND_ORDER[scheme][:2])
+    as_of = pd.Timestamp(s["as_of_date"].iloc[0])
+    arr = s["arr"].fillna(0.0) if "arr" in s else pd.Series(0.0, index=s.index)
+    band_rows = [{"band": b, "accounts": int((s["band"] == b).sum()),
+                  "arr": float(arr[s["band"] == b].sum())} for b in order]
+    change = s.get("score_change", pd.Series(np.nan, index=s.index))
+    newly = s.loc[(s["band"] == worst) & (s.get("runs_in_band", 1) == 1) & change.notna()]
+    group_cols = [c for c in s.columns if c.startswith("points_")]
+    columns = ["account_id", "account_name", "health_score", "band", "churn_probability",
+               "score_change", "runs_in_band", "band_since", "falling_runs", "arr",
+               "top_risks", "top_strengths", "action", "drivers", "reference_score"]
+    accounts = s[[c for c in columns if c in s]].copy()
+    accounts["groups"] = (s[group_cols].rename(columns=lambda c: c.removeprefix("points_"))
+                          .to_dict("records") if group_cols else [{}] * len(s))
+
+    # Cards: the riskiest first when the portfolio is larger than max_cards.
+    carded = s.sort_values("health_score", na_position="last").head(max_cards)["account_id"]
+    shown = [m for m in CARD_METRICS if m in metrics.columns and metrics[m].notna().any()]
+    series = metrics.loc[metrics["account_id"].isin(set(carded)), ["account_id", "as_of_date", *shown]]
+    medians = metrics.groupby("as_of_date")[shown].median()
+    by_account = {a: g for a, g in series.groupby("account_id")}
+    run_groups = {a: g for a, g in runs.groupby("account_id")} if len(runs) else {}
+    cards = {}
+    for account in carded:
+        g = by_account.get(account)
+        r = run_groups.get(account)
+        cards[account] = {
+            "runs": {"dates": [] if r is None else list(r["as_of_date"]),
+                     "scores": [] if r is None else list(r["health_score"]),
+                     "bands": [] if r is None else list(r["band"])},
+            "metrics": {} if g is None else {"dates": list(g["as_of_date"]),
+                                             **{m: list(g[m]) for m in shown}},
+        }
+    scored = s["health_score"].dropna()
+    return {
+        "meta": {
+            "title": f"Customer health as of {as_of:%Y-%m-%d}",
+            "as_of": as_of, "model_version": str(s["model_version"].iloc[0]),
+            "horizon_days": int(s["horizon_days"].iloc[0]) if "horizon_days" in s else None,
+            "generated": pd.Timestamp.now("UTC").strftime("%Y-%m-%d %H:%M UTC"),
+            "scheme": scheme, "bands": order, "at_risk_bands": sorted(at_risk, key=order.index),
+            "reference_score": float(s["reference_score"].iloc[0]) if "reference_score" in s else None,
+            "fixed_thresholds": [40, 60, 80] if scheme == "fixed" else [],
+            "runs": int(runs["as_of_date"].nunique()) if len(runs) else 0,
+            "max_cards": max_cards,
+        },
+        "kpis": {
+            "accounts": len(s), "scored": int(scored.size),
+            "arr": float(arr.sum()), "at_risk_arr": float(arr[s["band"].isin(at_risk)].sum()),
+            "newly_worst": len(newly), "median_score": float(scored.median()) if len(scored) else None,
+        },
+        "bands": band_rows,
+        "distribution": np.histogram(scored, bins=20, range=(0, 100))[0].tolist(),
+        "movers": {
+            "falls": _movers(s, change, ascending=True),
+            "rises": _movers(s, change, ascending=False),
+            "newly_worst": newly["account_id"].tolist(),
+        },
+        "backtest": backtest,
+        "freshness": freshness,
+        "metric_labels": {m: metric_catalog[m].description.split(" (")[0] if m in metric_catalog else m
+                          for m in shown},
+        "medians": {"dates": list(medians.index), **{m: list(medians[m]) for m in shown}},
+        "accounts": accounts.to_dict("records"),
+        "cards": cards,
+    }
+
+
+def _movers(s: pd.DataFrame, change: pd.Series, ascending: bool, n: int = 10) -> list[str]:
+    moved = change.loc[change < 0] if ascending else change.loc[change > 0]
+    return s.loc[moved.sort_values(ascending=ascending).index[:n], "account_id"].tolist()
