@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,8 +48,13 @@ def test_train_tune_retrain_and_promote(tmp_path: Path):
     client = MlflowClient(tracking_uri=f"sqlite:///{store}", registry_uri=f"sqlite:///{store}")
     assert str(client.get_model_version_by_alias("healthscore", "challenger").version) == "2"
     runs = mlflow.search_runs(experiment_names=["healthscore"], output_format="list")
-    trains = [r for r in runs if r.data.tags.get("mlflow.runName", "").startswith("train")]
+    trains = [r for r in runs if "model_version" in r.data.tags]
     assert len(trains) == 2 and all(r.data.tags["data_as_of"] for r in trains)
+    # Run names tell retrains apart: version, gate outcome, data as-of, horizon, AUC, time.
+    names = sorted(r.data.tags["mlflow.runName"] for r in trains)
+    assert all(re.match(r"v\d+ (champion|challenger kept) \| as-of \d{4}-\d\d-\d\d \| h90 \| "
+                        r"ROC-AUC 0\.\d{3} \| ", n) for n in names), names
+    assert names[0].startswith("v1 champion") and names[1].startswith("v2 ")
     trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
     assert len(trials) >= 1  # nested tuning trials (pruned ones are not logged)
     artifacts = {a.path for a in client.list_artifacts(trains[0].info.run_id, "plots")}

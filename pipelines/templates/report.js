@@ -222,7 +222,7 @@
     const s = svg("svg", { viewBox: `0 0 ${width} ${height}`, width: "100%", role: "img" });
     s.append(svg("line", { x1: X(0), y1: Y(0), x2: X(max), y2: Y(max), stroke: "#cbd5e0", "stroke-dasharray": "4 3" }));
     for (const t of [0, max / 2, max]) {
-      s.append(svg("text", { x: X(t), y: height - 6, "text-anchor": "middle" }, fmt.pct(t)));
+      s.append(svg("text", { x: X(t), y: height - 6, "text-anchor": t === 0 ? "start" : t === max ? "end" : "middle" }, fmt.pct(t)));
       s.append(svg("text", { x: m.l - 4, y: Y(t) + 4, "text-anchor": "end" }, fmt.pct(t)));
     }
     series.forEach((ser, k) => {
@@ -241,7 +241,7 @@
   // ----------------------------------------------------------------- account table
   const COLS = [["account_name", "Account", "text"], ["band", "Band", "band"], ["health_score", "Score", "num"],
     ["score_change", "Change", "signed"], ["falling_runs", "Runs falling", "num0"], ["runs_in_band", "Runs in band", "num0"],
-    ["arr", "ARR", "money"], ["top_risks", "Top risk", "risk"], ["action", "Next action", "action"]];
+    ["arr", "ARR", "money"], ["top_risks", "Top risk", "risk"], ["action", "Suggested action", "action"]];
   const bandRank = new Map(meta.bands.map((b, i) => [b, i]));
   let sortKey = "health_score", sortDir = 1;
   const head = byId("account-table").querySelector("thead"), body = byId("account-table").querySelector("tbody");
@@ -269,7 +269,7 @@
       const tr = el("tr", { "data-account": a.account_id }, ...COLS.map(([key, , kind]) => {
         const v = a[key];
         const shown = kind === "band" ? chip(v) : kind === "num" ? fmt.num(v) : kind === "num0" ? fmt.int(v) : kind === "signed" ? fmt.signed(v)
-          : kind === "money" ? fmt.money(v) : kind === "risk" ? String(v || "").split(" | ")[0] : kind === "action" ? String(v || "").split(" | ")[0] : (key === "account_name" ? nameOf(a) : v);
+          : kind === "money" ? fmt.money(v) : kind === "risk" ? String(v || "").split(" | ")[0] : kind === "action" ? String(v || "").split(" | ").slice(-1)[0] : (key === "account_name" ? nameOf(a) : v);
         return el("td", { class: ["num", "num0", "signed", "money"].includes(kind) ? "num" : "" }, shown);
       }));
       tr.addEventListener("click", () => openCard(a.account_id));
