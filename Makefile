@@ -35,7 +35,7 @@ export MLFLOW_TRACKING_URI
 PYTEST_ARGS ?=
 
 
-.PHONY: help install demo demo-data validate features docs train tune retrain promote score report mlflow-ui browser test test-slow test-all lock clean
+.PHONY: help install demo demo-data validate features docs train tune retrain promote score report mlflow-ui spark browser test test-slow test-all lock clean
 
 help: ## Show this help
 	@echo "healthscore: churn-predictive customer health scores"
@@ -96,6 +96,12 @@ report: install ## The HTML portfolio report and health cards of SCORES (DATA) i
 
 mlflow-ui: install ## The MLflow UI on http://127.0.0.1:MLFLOW_PORT over the project's store
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+spark: install ## Add Spark to ./.venv (pinned pyspark, built from its sdist, ~1 min) and check Java 17
+	@command -v java >/dev/null || { echo ">> installing Java 17 (Debian's openjdk-17-jre-headless)"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; }
+	@$(BIN)/python -c 'import pyspark' 2>/dev/null || $(BIN)/pip install --quiet --disable-pip-version-check -r requirements-spark.lock
+	@$(BIN)/python -c 'import pyspark; print(">> pyspark", pyspark.__version__, "ready")'
 
 browser: ## Install Debian's chromium and chromedriver for the report's browser test (as root)
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then echo ">> chromium and chromedriver are installed"; \

@@ -32,7 +32,10 @@ def support(g: ir.Table, tickets: ir.Table) -> ir.Table:
     t = tickets.mutate(
         day=tickets.created_at.date(),
         resolved_day=tickets.resolved_at.date(),
-        hours=tickets.resolved_at.delta(tickets.created_at, unit="second") / 3600.0,
+        # Divided as doubles: Spark SQL reads a literal such as 3600.0 as a DECIMAL and
+        # would round the quotient to 6 places.
+        hours=tickets.resolved_at.delta(tickets.created_at, unit="second").cast("float64")
+        / ibis.literal(3600.0, "float64"),
     )
     j = _pair(g, t, "day", 90)
     last30 = in_window(j.day, j.as_of_date, 30)

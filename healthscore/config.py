@@ -52,10 +52,20 @@ class EngineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    name: Literal["duckdb", "spark"] = Field(
+        "duckdb", description="Where the metric definitions run: embedded DuckDB, or Spark.")
     memory_limit: str = Field(
         "1300MB", pattern=r"(?i)^\s*\d+(\.\d+)?\s*[KMGT]i?B\s*$",
         description="DuckDB's memory cap; beyond it, it spills to a temporary folder.",
     )
+    spark_master: str = Field(
+        "local[2]", pattern=r"^(local(\[(\d+|\*)\])?|(spark|yarn|k8s|sc)://?[^\s]*|yarn)$",
+        description="Spark master URL: local[N], spark://host:port, yarn or k8s://...",
+    )
+    spark_driver_memory: str = Field(
+        "2g", pattern=r"(?i)^\d+[kmgt]$", description="spark.driver.memory (local mode's whole heap).")
+    spark_shuffle_partitions: int = Field(
+        8, ge=1, description="spark.sql.shuffle.partitions: 8 suits one machine; raise it on a cluster.")
 
 
 class ModelConfig(BaseModel):

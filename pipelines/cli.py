@@ -119,6 +119,28 @@ DataOpt = Annotated[
     typer.Option("--data", help="Data folder with one file per source (see docs/data-contract.md)."),
 ]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")]
+EngineOpt = Annotated[str | None, typer.Option(
+    "--engine", help="Where the metrics are computed: duckdb or spark [default: engine.name of the config].")]
+MasterOpt = Annotated[str | None, typer.Option(
+    "--spark-master", help="Spark master URL, e.g. local[2] or spark://host:7077 [default: engine.spark_master].")]
+
+
+def _with_engine(cfg, engine: str | None, master: str | None):
+    """The config with --engine and --spark-master applied (checked by the config's rules)."""
+    from pydantic import ValidationError
+
+    from healthscore.config import EngineConfig
+
+    update = {k: v for k, v in (("name", engine), ("spark_master", master)) if v is not None}
+    if not update:
+        return cfg
+    try:
+        checked = EngineConfig(**{**cfg.engine.model_dump(), **update})
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise HealthscoreError(f"--{'engine' if problem['loc'][0] == 'name' else 'spark-master'} "
+                               f"{update.get(problem['loc'][0])!r}: {problem['msg']}") from None
+    return cfg.model_copy(update={"engine": checked})
 
 
 @app.command("demo-data")
@@ -238,12 +260,14 @@ def features(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Last snapshot date [default: last day in the data].")] = None,
     config: ConfigOpt = None,
     memory_limit: Annotated[str | None, typer.Option("--memory-limit", help="Cap DuckDB's memory (e.g. 2GB); it spills to disk beyond it.")] = None,
+    engine: EngineOpt = None,
+    spark_master: MasterOpt = None,
 ) -> None:
     """Build the point-in-time metric history (one row per account per snapshot)."""
     from pipelines.config import load_config
     from pipelines.features import build_features, parse_as_of
 
-    cfg = load_config(config)
+    cfg = _with_engine(load_config(config), engine, spark_master)
     with _progress() as progress:
         progress.add_task("validating and building the metric history", total=None)
         history = build_features(data, out_file, parse_as_of(as_of), cfg, memory_limit)
@@ -391,13 +415,15 @@ def score(
     history: Annotated[Path | None, typer.Option("--history", help="Score history folder [default: score_history/ beside --out].")] = None,
     backfill: Annotated[int, typer.Option("--backfill", min=1, help="Score this many weekly runs ending as of D, oldest first (starts a score history).")] = 1,
     config: ConfigOpt = None,
+    engine: EngineOpt = None,
+    spark_master: MasterOpt = None,
 ) -> None:
     """Score every account active as of D: health score, band, drivers and actions."""
     from pipelines.config import load_config
     from pipelines.features import parse_as_of
     from pipelines.score import backfill as run_backfill
 
-    cfg = load_config(config)
+    cfg = _with_engine(load_config(config), engine, spark_master)
     with _steps("scoring") as step:
         result = run_backfill(data, parse_as_of(as_of), cfg, out_file, backfill, model, history, step)
     scores = result.scores

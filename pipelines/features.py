@@ -44,7 +44,14 @@ def compute_metric_history(
     con = ibis.duckdb.connect()
     # memtable, not create_table: ibis 12's create_table from a frame fails on DuckDB 2.0
     # ("DROP VIEW IF EXISTS" parser error).
-    return _run(con, {name: ibis.memtable(table) for name, table in tables.items()}, as_of, config)
+    return _run(con, {name: ibis.memtable(table) for name, table in tables.items()}, as_of, config,
+                materialize=_stager(con))
+
+
+def _stager(con):
+    """DuckDB's way to compute an intermediate once: a temporary table of its own."""
+    names = (f"_stage_{i}" for i in itertools.count())
+    return lambda t: con.create_table(next(names), t, temp=True)
 
 
 def metric_history_from_parquet(
@@ -61,7 +68,16 @@ def metric_history_from_parquet(
     con.raw_sql(f"SET temp_directory = '{_sql_path(folder / 'spill')}'")
     handles = {p.stem: con.read_parquet(p, table_name=f"src_{p.stem}")
                for p in sorted(folder.glob("*.parquet"))}
-    return _run(con, handles, as_of, config)
+    return _run(con, handles, as_of, config, materialize=_stager(con))
+
+
+def metric_history_on_spark(folder: Path, as_of: dt.date, config: Config) -> pd.DataFrame:
+    """The same metric history, with the same definitions, computed by Spark
+    (``engine.spark_master``) over the staged Parquet files."""
+    from pipelines import spark
+
+    con = spark.connect(config.engine)
+    return _run(con, spark.read_staged(con, folder), as_of, config, materialize=spark.stager(con))
 
 
 def _sql_path(path: Path) -> str:
@@ -69,7 +85,8 @@ def _sql_path(path: Path) -> str:
     return str(path.resolve()).replace("'", "''")
 
 
-def _run(con, handles: Mapping[str, ir.Table], as_of: dt.date, config: Config) -> pd.DataFrame:
+def _run(con, handles: Mapping[str, ir.Table], as_of: dt.date, config: Config,
+         materialize=None) -> pd.DataFrame:
     starts = con.execute(handles["subscriptions"].start_date.min())
     first_event = con.execute(handles["events"].timestamp.min())
     first_day = min(pd.Timestamp(t) for t in (starts, first_event) if t is not None).date()
@@ -83,9 +100,7 @@ def _run(con, handles: Mapping[str, ir.Table], as_of: dt.date, config: Config) -
     if m.history_days is not None:
         peak_snapshots = snapshot_dates(as_of, first_day, m.snapshot_every_days,
                                         m.history_days + PEAK_DAYS)
-    names = (f"_stage_{i}" for i in itertools.count())
-    expr = metric_history(handles, snapshots, config.metrics,
-                          materialize=lambda t: con.create_table(next(names), t, temp=True),
+    expr = metric_history(handles, snapshots, config.metrics, materialize=materialize,
                           peak_snapshots=peak_snapshots)
     # Through Arrow: several times faster than the backend's own to_pandas here.
     history = con.to_pyarrow(expr).to_pandas()
@@ -130,4 +145,6 @@ def stage_and_build(tables: dict[str, pd.DataFrame], as_of: dt.date, config: Con
     with tempfile.TemporaryDirectory(prefix="healthscore-stage-") as stage:
         for name in list(tables):
             tables.pop(name).to_parquet(Path(stage) / f"{name}.parquet", index=False)
+        if config.engine.name == "spark":
+            return metric_history_on_spark(Path(stage), as_of, config)
         return metric_history_from_parquet(Path(stage), as_of, config, memory_limit)

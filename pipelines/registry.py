@@ -56,7 +56,8 @@ class HealthscoreModel(mlflow.pyfunc.PythonModel):
     """The whole fitted pipeline as a pyfunc: metric rows in, calibrated churn odds out.
 
     ``predict`` takes metric-history rows (extra columns are ignored, missing metric
-    columns are an error) and returns ``churn_probability`` and ``churn_log_odds``.
+    columns are an error) and returns ``churn_probability``, ``churn_log_odds`` and the
+    0-100 ``health_score`` on the model's own scale.
     The fitted model (``self.model``) also gives exact per-metric contributions
     (``contributions``) and carries its horizon and the training facts.
     """
@@ -73,7 +74,9 @@ class HealthscoreModel(mlflow.pyfunc.PythonModel):
         X = model_input[self.model.features_].astype("float64")
         log_odds = self.model.log_odds(X)
         return pd.DataFrame({"churn_probability": 1 / (1 + np.exp(-log_odds)),
-                             "churn_log_odds": log_odds}, index=model_input.index)
+                             "churn_log_odds": log_odds,
+                             "health_score": self.model.scale_.score(log_odds)},
+                            index=model_input.index)
 
 
 def log_model(model, horizon_days: int, info: dict, example: pd.DataFrame):

@@ -1,0 +1,101 @@
+"""Spark: the same metric definitions (``features.engine``) through Ibis's PySpark backend,
+and batch scoring with the registered model as a Spark UDF.
+
+Spark is optional (``pip install -e '.[spark]'`` or ``make spark``): nothing here is
+imported unless the engine is ``spark``. There is no second copy of any metric: the
+engine builds one Ibis expression, and Ibis compiles it to Spark SQL here and to
+DuckDB SQL elsewhere.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from healthscore.config import EngineConfig
+from healthscore.errors import HealthscoreError
+
+
+def session(engine: EngineConfig, app: str = "healthscore"):
+    """A Spark session for ``engine.spark_master`` (reused when one is running)."""
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise HealthscoreError("the spark engine needs pyspark: run `make spark` "
+                               "(or pip install -e '.[spark]'); Java 17 must be installed") from None
+    if engine.spark_master.startswith("local"):
+        # One machine: bind to loopback, not to whatever the host name resolves to, and
+        # run Python workers (UDFs) in this interpreter's environment. On a cluster the
+        # workers' Python is the cluster's (see docs/spark.md).
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    try:
+        spark = (SparkSession.builder.master(engine.spark_master).appName(app)
+                 .config("spark.sql.session.timeZone", "UTC")
+                 .config("spark.driver.memory", engine.spark_driver_memory)
+                 .config("spark.sql.shuffle.partitions", str(engine.spark_shuffle_partitions))
+                 .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+                 .config("spark.ui.enabled", "false")
+                 .config("spark.ui.showConsoleProgress", "false")
+                 .config("spark.sql.warehouse.dir", tempfile.mkdtemp(prefix="healthscore-spark-"))
+                 .getOrCreate())
+    except Exception as exc:  # py4j/JVM start-up failures have no common base class
+        raise HealthscoreError(f"cannot start Spark at {engine.spark_master}: "
+                               f"{str(exc).splitlines()[0][:300]}") from None
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def connect(engine: EngineConfig):
+    """An Ibis connection over the Spark session."""
+    import ibis
+
+    return ibis.pyspark.connect(session(engine))
+
+
+def read_staged(con, folder: Path) -> dict:
+    """Ibis tables over staged ``folder/<source>.parquet`` files (Spark reads them itself;
+    on a cluster the folder must be on storage every executor sees)."""
+    return {p.stem: con.read_parquet(str(p), table_name=f"src_{p.stem}")
+            for p in sorted(folder.glob("*.parquet"))}
+
+
+def stager(con):
+    """Spark's way to compute an intermediate once: a temporary view, cached eagerly (the
+    engine reuses the daily aggregates several times; uncached, Spark would recompute them
+    for each use). Not ``Table.cache()``: in ibis 12 that skips registering the in-memory
+    snapshot dates with Spark."""
+    names = (f"_stage_{i}" for i in itertools.count())
+
+    def keep(table):
+        name = next(names)
+        view = con.create_view(name, table, overwrite=True)
+        con.raw_sql(f"CACHE TABLE `{name}`")
+        return view
+
+    return keep
+
+
+def score_frame(metrics: pd.DataFrame, model_uri: str, engine: EngineConfig) -> pd.DataFrame:
+    """Churn probability and health score of every row of ``metrics``, computed on Spark
+    by the registered model as a ``mlflow.pyfunc.spark_udf``.
+
+    The UDF is the same pyfunc ``score`` loads locally, so the numbers are the same; this
+    is the path for metric histories too large for one process.
+    """
+    import mlflow
+
+    spark = session(engine)
+    udf = mlflow.pyfunc.spark_udf(spark, model_uri,
+                                  result_type="churn_probability double, health_score double",
+                                  env_manager="local")
+    frame = spark.createDataFrame(metrics)
+    features = [c for c in metrics.columns if c not in ("account_id", "as_of_date")]
+    scored = frame.withColumn("_out", udf(*features)).select(
+        "account_id", "as_of_date", "_out.churn_probability", "_out.health_score")
+    return scored.toPandas()
