@@ -114,9 +114,18 @@ def _root(
     """Churn-predictive customer health scores for B2B SaaS customer-success teams."""
 
 
+def _data_source(value: str | None) -> Path | str | None:
+    """--data: a folder or DuckDB file (a path), or a database URL (kept as text)."""
+    if value is None or "://" in value:
+        return value
+    return Path(value)
+
+
 DataOpt = Annotated[
-    Path,
-    typer.Option("--data", help="Data folder with one file per source (see docs/data-contract.md)."),
+    str,
+    typer.Option("--data", callback=_data_source,
+                 help="Data folder with one file per source, a DuckDB file (*.duckdb), or a "
+                      "database URL such as postgres://user@host/db (see docs/data-contract.md)."),
 ]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")]
 EngineOpt = Annotated[str | None, typer.Option(

@@ -100,9 +100,85 @@ def read_source(name: str, path: Path) -> RawSource:
     return RawSource(name, file, table, first_row_number=2)
 
 
-def read_data_folder(data_dir: Path) -> dict[str, RawSource]:
-    """Read every contract source present in ``data_dir``."""
-    return {name: read_source(name, path) for name, path in find_sources(data_dir).items()}
+DATABASE_SUFFIXES = (".duckdb", ".ddb")
+
+
+def read_data_folder(data_dir: Path | str) -> dict[str, RawSource]:
+    """Read every contract source present in ``data_dir``: a folder of files, a DuckDB
+    database file (``*.duckdb``), or a database URL that Ibis can connect to (for
+    example ``postgres://user@host/db``, ``sqlite:///path.db``). In a database, each
+    source is the table of the same name (``accounts``, ``subscriptions``, ``events``, ...)."""
+    text = str(data_dir)
+    if text.startswith("duckdb://"):
+        return read_duckdb_file(Path(text.removeprefix("duckdb://").split("?")[0]))
+    if "://" in text:
+        return read_database(text, text)
+    path = Path(data_dir)
+    if path.suffix.lower() in DATABASE_SUFFIXES:
+        if not path.is_file():
+            raise DataContractError(f"{path}: DuckDB database file not found")
+        return read_duckdb_file(path)
+    return {name: read_source(name, path) for name, path in find_sources(path).items()}
+
+
+def read_duckdb_file(path: Path) -> dict[str, RawSource]:
+    """Each contract source from the table of its name in a DuckDB database file, opened
+    read-only (DuckDB's own client: ibis 12 cannot list a DuckDB 2.0 file's tables)."""
+    import duckdb
+
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+        tables = {row[0] for row in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+    except duckdb.Error as exc:
+        raise DataContractError(f"{path.name}: cannot read the DuckDB database "
+                                f"({str(exc).splitlines()[0][:200]})") from None
+    found = [name for name in SOURCES if name in tables]
+    if not found:
+        con.close()
+        raise DataContractError(f"{path.name}: no contract tables (expected tables named "
+                                f"{', '.join(SOURCES)})")
+    out = {name: RawSource(name, f"{path.name}:{name}", con.sql(f'SELECT * FROM "{name}"').df(),
+                           first_row_number=1) for name in found}
+    con.close()
+    return out
+
+
+def read_database(url: str, label: str) -> dict[str, RawSource]:
+    """Each contract source from the database table of its name, as it is stored.
+
+    Values are validated like a file's (typed columns as in Parquet, text as in CSV).
+    Problems name the table as ``<label>:<table>``; rows are numbered from 1.
+    """
+    import ibis
+
+    try:
+        con = ibis.connect(url)
+        tables = set(con.list_tables())
+    except Exception as exc:  # each backend raises its own driver's errors
+        raise DataContractError(f"{redact(label)}: cannot read the database "
+                                f"({str(exc).splitlines()[0][:200]})") from None
+    found = [name for name in SOURCES if name in tables]
+    if not found:
+        raise DataContractError(f"{redact(label)}: no contract tables (expected tables named "
+                                f"{', '.join(SOURCES)})")
+    out = {}
+    for name in found:
+        table = con.table(name).to_pyarrow().to_pandas()
+        out[name] = RawSource(name, f"{redact(label)}:{name}", table, first_row_number=1)
+    disconnect = getattr(con, "disconnect", None)
+    if disconnect:
+        disconnect()
+    return out
+
+
+def redact(url: str) -> str:
+    """A URL without its password, for messages.
+
+    >>> redact("postgres://cs:secret@db.internal:5432/crm")
+    'postgres://cs:***@db.internal:5432/crm'
+    """
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 @contextlib.contextmanager

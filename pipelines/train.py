@@ -27,6 +27,7 @@ from models.churn_model import TooLittleHistory
 from models.observations import known_by, label_observations
 from models.training import backtest, fit_final, fitters
 from pipelines import plots, registry
+from pipelines.io import redact
 from pipelines.features import stage_and_build
 from pipelines.validate import data_end_date, load_data_folder
 
@@ -120,7 +121,7 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
     spec = model_spec(config)
     run_name = f"train as-of {as_of} h{m.horizon_days} {pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M}"
     tags = {"git_commit": registry.git_commit(), "data_as_of": str(as_of),
-            "config_hash": registry.config_hash(config), "data_dir": str(Path(data_dir).resolve())}
+            "config_hash": registry.config_hash(config), "data_dir": _source_label(data_dir)}
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
         mlflow.log_params({
             "horizon_days": m.horizon_days, "lead_days": m.lead_days, "folds": m.folds,
@@ -151,6 +152,12 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
     pooled = summary["pooled"]
     return TrainResult(as_of, run.info.run_id, version, promoted, reason, pooled,
                        summary["folds"], weights, len(known), float(known["churned"].mean()))
+
+
+def _source_label(data_dir) -> str:
+    """Where the data came from, for the run's tags (a URL without its password)."""
+    text = str(data_dir)
+    return redact(text) if "://" in text else str(Path(text).resolve())
 
 
 def _pooled(summary: dict[str, pd.DataFrame], model: str, metric: str = "roc_auc") -> float:

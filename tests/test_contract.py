@@ -338,3 +338,61 @@ def test_parquet_with_its_own_index_reports_positions(data_folder):
     events.to_parquet(folder / "events.parquet")
     [problem] = check_data_folder(folder).drops
     assert "events.parquet" in str(problem) and "row 4" in str(problem)
+
+
+# ----------------------------------------------------------------- warehouse sources
+
+def _to_databases(folder, tmp_path):
+    """The folder's raw sources as tables of a DuckDB file and of a SQLite database."""
+    import sqlite3
+
+    import duckdb
+
+    from pipelines.io import read_data_folder
+
+    raw = read_data_folder(folder)
+    duck_file, lite_file = tmp_path / "crm.duckdb", tmp_path / "crm.db"
+    duck = duckdb.connect(str(duck_file))
+    lite = sqlite3.connect(lite_file)
+    for name, source in raw.items():
+        frame = source.table
+        duck.register("frame", frame)
+        duck.execute(f"CREATE TABLE {name} AS SELECT * FROM frame")
+        duck.unregister("frame")
+        frame.to_sql(name, lite, index=False)
+    duck.execute("CREATE TABLE unrelated AS SELECT 1 AS x")
+    duck.close()
+    lite.close()
+    return duck_file, lite_file
+
+
+def test_sources_read_from_a_duckdb_file_and_a_database_url(data_folder, tmp_path):
+    from pipelines.validate import load_data_folder
+
+    folder = data_folder()
+    duck_file, lite_file = _to_databases(folder, tmp_path)
+    expected = load_data_folder(folder)
+    for source in (duck_file, f"sqlite:///{lite_file}"):
+        tables = load_data_folder(source)
+        assert set(tables) == set(expected)
+        for name, table in expected.items():
+            pd.testing.assert_frame_equal(tables[name].reset_index(drop=True),
+                                          table.reset_index(drop=True), check_dtype=False)
+    result = CliRunner().invoke(app, ["validate", "--data", str(duck_file)])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_bad_value_in_a_database_table_names_the_table(data_folder, tmp_path):
+    import duckdb
+
+    folder = data_folder()
+    duck_file, _ = _to_databases(folder, tmp_path)
+    con = duckdb.connect(str(duck_file))
+    con.execute("UPDATE accounts SET created_at = 'soon' WHERE account_id = 'a2'")
+    con.close()
+    result = CliRunner().invoke(app, ["validate", "--data", str(duck_file)])
+    assert result.exit_code == 2
+    assert "crm.duckdb:accounts" in result.output and "created_at" in result.output
+    missing = CliRunner().invoke(app, ["validate", "--data", "postgres://cs:secret@127.0.0.1:1/crm"])
+    assert missing.exit_code == 2 and "secret" not in missing.output
+    assert "cannot read the database" in missing.output and "Traceback" not in missing.output
