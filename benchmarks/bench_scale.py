@@ -30,6 +30,7 @@ import argparse
 import csv
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -95,7 +96,8 @@ def _child(step: str, folder: Path, memory_limit: str, out: Path | None) -> None
     if step == "engine":
         history = metric_history_from_parquet(folder, as_of, Config(), memory_limit)
     elif step == "spark":
-        history = metric_history_on_spark(folder, as_of, Config(engine=EngineConfig(name="spark")))
+        engine = EngineConfig(name="spark", spark_driver_memory=os.environ.get("HS_SPARK_MEMORY", "2g"))
+        history = metric_history_on_spark(folder, as_of, Config(engine=engine))
     else:
         history = _plain(folder, as_of, memory_limit)
     wall = time.perf_counter() - start
@@ -173,7 +175,7 @@ def copies(base: Path, k: int, workdir: Path) -> Path:
         if name in SOURCES_WITH_IDS:
             replace.append(f"{SOURCES_WITH_IDS[name]} {suffix} AS {SOURCES_WITH_IDS[name]}")
         print(f"writing {k} copies of {name}", flush=True)
-        con.execute(f"""COPY (SELECT * REPLACE ({', '.join(replace)})
+        con.execute(f"""COPY (SELECT * EXCLUDE (k) REPLACE ({', '.join(replace)})
                               FROM read_parquet('{src}'), range({k}) AS r(k))
                         TO '{tmp / src.name}' (FORMAT parquet)""")
     shutil.rmtree(tmp / "spill", ignore_errors=True)
@@ -196,7 +198,10 @@ def measure(step: str, folder: Path, memory_limit: str, out: Path | None = None)
 
     def watch() -> None:
         while not done.is_set():
-            size = sum(f.stat().st_size for f in spill.rglob("*") if f.is_file()) if spill.exists() else 0
+            try:
+                size = sum(f.stat().st_size for f in spill.rglob("*") if f.is_file())
+            except OSError:  # the folder or a file vanished while it was being walked
+                size = 0
             peak["bytes"] = max(peak["bytes"], size)
             time.sleep(0.5)
 
@@ -212,7 +217,9 @@ def measure(step: str, folder: Path, memory_limit: str, out: Path | None = None)
     done.set()
     thread.join()
     if proc.returncode:
-        return {"status": f"failed: {proc.stderr.strip().splitlines()[-1][:200] if proc.stderr else proc.returncode}",
+        lines = [line for line in proc.stderr.splitlines() if "Error" in line or "Exception" in line]
+        (workdir_log := folder / f"{step}-failure.log").write_text(proc.stderr)
+        return {"status": f"failed: {(lines or [str(proc.returncode)])[0].strip()[:200]} (log: {workdir_log})",
                 "process_s": round(elapsed, 1)}
     lines = proc.stdout.strip().splitlines()
     result = json.loads(lines[-2])
@@ -228,6 +235,7 @@ def main() -> None:
     parser.add_argument("--spark", type=int, nargs="*", default=[1], help="copies to run on Spark too")
     parser.add_argument("--plain", type=int, nargs="*", default=None, help="copies for the plain SQL (default: all)")
     parser.add_argument("--memory-limit", default="1300MB")
+    parser.add_argument("--spark-memory", default="2g", help="spark.driver.memory (local mode's heap)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/scale"))
     parser.add_argument("--out", type=Path, default=HERE.parent / "results" / "scale.csv")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -238,6 +246,7 @@ def main() -> None:
         _child(args.child, args.folder, args.memory_limit, args.child_out)
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
+    os.environ["HS_SPARK_MEMORY"] = args.spark_memory
     base = base_book(args.workdir)
     rows = []
     plain_sizes = args.copies if args.plain is None else args.plain

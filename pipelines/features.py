@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import duckdb
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
@@ -68,7 +69,15 @@ def metric_history_from_parquet(
     con.raw_sql(f"SET temp_directory = '{_sql_path(folder / 'spill')}'")
     handles = {p.stem: con.read_parquet(p, table_name=f"src_{p.stem}")
                for p in sorted(folder.glob("*.parquet"))}
-    return _run(con, handles, as_of, config, materialize=_stager(con))
+    try:
+        return _run(con, handles, as_of, config, materialize=_stager(con))
+    except duckdb.OutOfMemoryException as exc:
+        limit = _size(memory_limit or config.engine.memory_limit)
+        raise HealthscoreError(
+            f"the metric engine ran out of its {limit} memory limit "
+            f"({str(exc).splitlines()[0][:160]}). Raise it with --memory-limit or "
+            "engine.memory_limit; it must exceed the metric history's own size (about 8 bytes "
+            "x metrics x accounts x snapshots)") from None
 
 
 def metric_history_on_spark(folder: Path, as_of: dt.date, config: Config) -> pd.DataFrame:

@@ -404,3 +404,12 @@ def test_a_short_history_still_sees_activity_older_than_its_windows():
     full = compute_metric_history(tables, D, CONFIG).set_index(["account_id", "as_of_date"])
     assert short.loc[("d", pd.Timestamp(D)), "activity_days_since_last"] == (D - dt.date(2022, 2, 1)).days
     pd.testing.assert_frame_equal(short, full.loc[short.index])
+
+
+def test_running_out_of_the_memory_limit_is_a_clear_error(tmp_path):
+    from pipelines.features import metric_history_from_parquet
+
+    for name, table in dict(BOOK.sources).items():
+        table.to_parquet(tmp_path / f"{name}.parquet", index=False)
+    with pytest.raises(HealthscoreError, match="ran out of its 1MB memory limit.*--memory-limit"):
+        metric_history_from_parquet(tmp_path, dt.date(2025, 12, 31), Config(), memory_limit="1MB")
