@@ -57,8 +57,9 @@ def shap_summary_figure(contributions: pd.DataFrame, X: pd.DataFrame, top: int =
     # shap draws on the current figure: give it its own, or it paints over whichever
     # figure happens to be open (the lift chart, when both are built together).
     fig = plt.figure()
+    # A seeded generator for the beeswarm's jitter: the same figure on every run.
     shap.summary_plot(values[order].to_numpy(), X[order], show=False, max_display=top,
-                      plot_size=(8, 0.35 * top + 1.5))
+                      plot_size=(8, 0.35 * top + 1.5), rng=np.random.default_rng(0))
     fig.suptitle("What drives churn risk (SHAP, log-odds)", fontsize=11)
     fig.tight_layout()
     return fig
