@@ -133,11 +133,11 @@ def read_duckdb_file(path: Path) -> dict[str, RawSource]:
     except duckdb.Error as exc:
         raise DataContractError(f"{path.name}: cannot read the DuckDB database "
                                 f"({str(exc).splitlines()[0][:200]})") from None
-    found = [name for name in SOURCES if name in tables]
-    if not found:
+    try:
+        found = _contract_tables(tables, path.name)
+    except DataContractError:
         con.close()
-        raise DataContractError(f"{path.name}: no contract tables (expected tables named "
-                                f"{', '.join(SOURCES)})")
+        raise
     out = {name: RawSource(name, f"{path.name}:{name}", con.sql(f'SELECT * FROM "{name}"').df(),
                            first_row_number=1) for name in found}
     con.close()
@@ -158,10 +158,7 @@ def read_database(url: str, label: str) -> dict[str, RawSource]:
     except Exception as exc:  # each backend raises its own driver's errors
         raise DataContractError(f"{redact(label)}: cannot read the database "
                                 f"({str(exc).splitlines()[0][:200]})") from None
-    found = [name for name in SOURCES if name in tables]
-    if not found:
-        raise DataContractError(f"{redact(label)}: no contract tables (expected tables named "
-                                f"{', '.join(SOURCES)})")
+    found = _contract_tables(tables, redact(label))
     out = {}
     for name in found:
         table = con.table(name).to_pyarrow().to_pandas()
@@ -170,6 +167,15 @@ def read_database(url: str, label: str) -> dict[str, RawSource]:
     if disconnect:
         disconnect()
     return out
+
+
+def _contract_tables(tables: set[str], label: str) -> list[str]:
+    """The contract sources among a database's tables, in contract order."""
+    found = [name for name in SOURCES if name in tables]
+    if not found:
+        raise DataContractError(f"{label}: no contract tables (expected tables named "
+                                f"{', '.join(SOURCES)})")
+    return found
 
 
 def redact(url: str) -> str:

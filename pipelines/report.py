@@ -69,8 +69,9 @@ def report(scores_file: Path, data_dir: Path, out: Path, config: Config,
     progress("reading the model's backtest from MLflow")
     registry.connect(config.model.experiment)
     uri = model_uri or f"models:/{config.model.registered_model}/{version}"
-    wrapped, _ = registry.load(uri)
-    backtest = _backtest(uri, wrapped.model, config)
+    wrapped, loaded_version = registry.load(uri)
+    name = uri.removeprefix("models:/").split("/")[0].split("@")[0] if uri.startswith("models:/") else None
+    backtest = _backtest(name, loaded_version, wrapped.model, config)
 
     progress("building the metric histories for the cards")
     tables = load_data_folder(data_dir)
@@ -157,15 +158,12 @@ def _read_runs(history_dir: Path, as_of: pd.Timestamp) -> pd.DataFrame:
     return runs.loc[runs["as_of_date"] <= as_of].sort_values(["account_id", "as_of_date"])
 
 
-def _backtest(uri: str, model, config: Config) -> dict:
-    """The backtest of the run that logged this model: metrics, curves and band churn."""
-    client = MlflowClient()
-    name, _, ref = uri.removeprefix("models:/").partition("/")
-    run_id = None
-    if uri.startswith("models:/") and ref and "@" not in uri:
-        run_id = client.get_model_version(name, ref).run_id
-    if run_id is None:
+def _backtest(name: str | None, version: str, model, config: Config) -> dict:
+    """The backtest of the run that logged registered model ``name`` version ``version``:
+    metrics, curves and band churn (unavailable for a model outside the registry)."""
+    if name is None:
         return {"available": False}
+    run_id = MlflowClient().get_model_version(name, version).run_id
     with tempfile.TemporaryDirectory() as tmp:
         try:
             folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="backtest",

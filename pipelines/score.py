@@ -74,8 +74,12 @@ def load_playbook(path: str | None) -> dict:
 
 def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
           model_uri: str | None = None, history_dir: Path | None = None,
-          progress=print) -> ScoreResult:
-    """Score every account active as of D; write ``out``, the score history and alerts."""
+          progress=print, tables: dict[str, pd.DataFrame] | None = None) -> ScoreResult:
+    """Score every account active as of D; write ``out``, the score history and alerts.
+
+    ``tables``: the folder's validated tables when the caller already loaded them (they
+    are not modified); otherwise the folder is read and validated here.
+    """
     s = config.score
     clock = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -86,7 +90,7 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
         clock = time.perf_counter()
 
     playbook = load_playbook(s.playbook)
-    tables = load_data_folder(data_dir)
+    tables = dict(tables) if tables is not None else load_data_folder(data_dir)
     as_of = as_of or data_end_date(tables).date()
     metric_catalog = {m.name: m for m in catalog(config.metrics, set(tables), own_columns_of(tables))}
     accounts = tables["accounts"].set_index("account_id")
@@ -186,15 +190,17 @@ def backfill(data_dir: Path, as_of: dt.date | None, config: Config, out: Path, r
              progress=print) -> ScoreResult:
     """Score ``runs`` snapshots a cadence apart, oldest first, ending as of D: starts a score
     history (trends, movers, alerts) for a portfolio scored for the first time. ``out``
-    holds the last run."""
-    if as_of is None:
-        as_of = data_end_date(load_data_folder(data_dir)).date()
+    holds the last run. The folder is read and validated once."""
+    if runs == 1:
+        return score(data_dir, as_of, config, out, model_uri, history_dir, progress)
+    tables = load_data_folder(data_dir)
+    as_of = as_of or data_end_date(tables).date()
     every = dt.timedelta(days=config.metrics.snapshot_every_days)
     result = None
     for k in range(runs - 1, -1, -1):
         day = as_of - k * every
         result = score(data_dir, day, config, out, model_uri, history_dir,
-                       progress=lambda m, day=day: progress(f"{day}: {m}"))
+                       progress=lambda m, day=day: progress(f"{day}: {m}"), tables=tables)
     return result
 
 
