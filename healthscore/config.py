@@ -55,8 +55,9 @@ class EngineConfig(BaseModel):
     name: Literal["duckdb", "spark"] = Field(
         "duckdb", description="Where the metric definitions run: embedded DuckDB, or Spark.")
     memory_limit: str = Field(
-        "1300MB", pattern=r"(?i)^\s*\d+(\.\d+)?\s*[KMGT]i?B\s*$",
-        description="DuckDB's memory cap; beyond it, it spills to a temporary folder.",
+        "auto", pattern=r"(?i)^\s*(auto|\d+(\.\d+)?\s*[KMGT]i?B)\s*$",
+        description="DuckDB's memory cap (e.g. 2GB); beyond it, it spills to a temporary "
+        "folder. `auto`: half of this machine's physical memory.",
     )
     spark_master: str = Field(
         "local[2]", pattern=r"^(local(\[(\d+|\*)\])?|(spark|yarn|k8s|sc)://?[^\s]*|yarn)$",

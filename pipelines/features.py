@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import duckdb
@@ -39,14 +40,15 @@ def parse_as_of(value: str | None) -> dt.date | None:
 
 
 def compute_metric_history(
-    tables: Mapping[str, pd.DataFrame], as_of: dt.date, config: Config
+    tables: Mapping[str, pd.DataFrame], as_of: dt.date, config: Config,
+    snapshots: Sequence[dt.date] | None = None,
 ) -> pd.DataFrame:
     """The metric history of validated in-memory tables (DuckDB over Arrow views of them)."""
     con = ibis.duckdb.connect()
     # memtable, not create_table: ibis 12's create_table from a frame fails on DuckDB 2.0
     # ("DROP VIEW IF EXISTS" parser error).
     return _run(con, {name: ibis.memtable(table) for name, table in tables.items()}, as_of, config,
-                materialize=_stager(con))
+                materialize=_stager(con), snapshots=snapshots)
 
 
 def _stager(con):
@@ -56,7 +58,8 @@ def _stager(con):
 
 
 def metric_history_from_parquet(
-    folder: Path, as_of: dt.date, config: Config, memory_limit: str | None = None
+    folder: Path, as_of: dt.date, config: Config, memory_limit: str | None = None,
+    snapshots: Sequence[dt.date] | None = None,
 ) -> pd.DataFrame:
     """The metric history of validated tables staged as ``folder/<source>.parquet``.
 
@@ -70,7 +73,7 @@ def metric_history_from_parquet(
     handles = {p.stem: con.read_parquet(p, table_name=f"src_{p.stem}")
                for p in sorted(folder.glob("*.parquet"))}
     try:
-        return _run(con, handles, as_of, config, materialize=_stager(con))
+        return _run(con, handles, as_of, config, materialize=_stager(con), snapshots=snapshots)
     except duckdb.OutOfMemoryException as exc:
         limit = _size(memory_limit or config.engine.memory_limit)
         raise HealthscoreError(
@@ -80,13 +83,15 @@ def metric_history_from_parquet(
             "x metrics x accounts x snapshots)") from None
 
 
-def metric_history_on_spark(folder: Path, as_of: dt.date, config: Config) -> pd.DataFrame:
+def metric_history_on_spark(folder: Path, as_of: dt.date, config: Config,
+                            snapshots: Sequence[dt.date] | None = None) -> pd.DataFrame:
     """The same metric history, with the same definitions, computed by Spark
     (``engine.spark_master``) over the staged Parquet files."""
     from pipelines import spark
 
     con = spark.connect(config.engine)
-    return _run(con, spark.read_staged(con, folder), as_of, config, materialize=spark.stager(con))
+    return _run(con, spark.read_staged(con, folder), as_of, config, materialize=spark.stager(con),
+                snapshots=snapshots)
 
 
 def _sql_path(path: Path) -> str:
@@ -95,20 +100,27 @@ def _sql_path(path: Path) -> str:
 
 
 def _run(con, handles: Mapping[str, ir.Table], as_of: dt.date, config: Config,
-         materialize=None) -> pd.DataFrame:
+         materialize=None, snapshots: Sequence[dt.date] | None = None) -> pd.DataFrame:
     starts = con.execute(handles["subscriptions"].start_date.min())
     first_event = con.execute(handles["events"].timestamp.min())
     first_day = min(pd.Timestamp(t) for t in (starts, first_event) if t is not None).date()
     m = config.metrics
-    snapshots = snapshot_dates(as_of, first_day, m.snapshot_every_days, m.history_days)
+    every = m.snapshot_every_days
+    if snapshots is None:
+        snapshots = snapshot_dates(as_of, first_day, every, m.history_days)
+        back = m.history_days
+    else:  # chosen dates, on the cadence's grid anchored on as_of
+        snapshots = sorted(d for d in set(snapshots) if first_day <= d <= as_of)
+        if any((as_of - d).days % every for d in snapshots):
+            raise ValueError(f"snapshots must lie a multiple of {every} days before {as_of}")
+        back = (as_of - snapshots[0]).days if snapshots else None
     if not snapshots:
         raise HealthscoreError(f"--as-of {as_of}: before the first data ({first_day})")
     # A short history still needs the trailing year of snapshots behind its first one
     # for the fall-from-peak metrics: the engine counts just the peak's inputs there.
     peak_snapshots = []
-    if m.history_days is not None:
-        peak_snapshots = snapshot_dates(as_of, first_day, m.snapshot_every_days,
-                                        m.history_days + PEAK_DAYS)
+    if back is not None:
+        peak_snapshots = snapshot_dates(as_of, first_day, every, back + PEAK_DAYS)
     expr = metric_history(handles, snapshots, config.metrics, materialize=materialize,
                           peak_snapshots=peak_snapshots)
     # Through Arrow: several times faster than the backend's own to_pandas here.
@@ -125,11 +137,20 @@ def _run(con, handles: Mapping[str, ir.Table], as_of: dt.date, config: Config,
 
 def _size(text: str) -> str:
     """A DuckDB memory size such as ``2GB`` or ``512MB``, checked by the config's rule
-    (it goes into SQL)."""
+    (it goes into SQL); ``auto`` is half of the physical memory.
+
+    >>> _size(" 2 gb ")
+    '2GB'
+    """
     try:
-        return EngineConfig(memory_limit=text).memory_limit.strip().upper().replace(" ", "")
+        size = EngineConfig(memory_limit=text).memory_limit.strip().upper().replace(" ", "")
     except ValidationError:
-        raise HealthscoreError(f"memory limit {text!r}: use a size such as 2GB or 512MB") from None
+        raise HealthscoreError(f"memory limit {text!r}: use a size such as 2GB or 512MB, "
+                               "or auto") from None
+    if size == "AUTO":
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        size = f"{max(physical // 2 // 2**20, 512)}MB"
+    return size
 
 
 def build_features(
@@ -145,8 +166,12 @@ def build_features(
 
 
 def stage_and_build(tables: dict[str, pd.DataFrame], as_of: dt.date, config: Config,
-                    memory_limit: str | None = None) -> pd.DataFrame:
+                    memory_limit: str | None = None,
+                    snapshots: Sequence[dt.date] | None = None) -> pd.DataFrame:
     """Stage validated tables as Parquet, free them, and build the metric history.
+
+    ``snapshots``: only these dates (each a multiple of the snapshot cadence before
+    ``as_of``) instead of the config's history; their metrics equal the full history's.
 
     ``tables`` is emptied as it is staged, so its memory can go back before DuckDB
     starts; keep your own reference to any table you still need.
@@ -155,5 +180,5 @@ def stage_and_build(tables: dict[str, pd.DataFrame], as_of: dt.date, config: Con
         for name in list(tables):
             tables.pop(name).to_parquet(Path(stage) / f"{name}.parquet", index=False)
         if config.engine.name == "spark":
-            return metric_history_on_spark(Path(stage), as_of, config)
-        return metric_history_from_parquet(Path(stage), as_of, config, memory_limit)
+            return metric_history_on_spark(Path(stage), as_of, config, snapshots)
+        return metric_history_from_parquet(Path(stage), as_of, config, memory_limit, snapshots)

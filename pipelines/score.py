@@ -103,7 +103,8 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     lap("load")
 
     progress("building the metric history")
-    history = stage_and_build(tables, as_of, _scoring_config(config))
+    history = stage_and_build(tables, as_of, config, snapshots=scoring_snapshots(
+        as_of, config.metrics.snapshot_every_days))
     lap("metrics")
     missing = [c for c in model.features_ if c not in history.columns]
     if missing:
@@ -175,14 +176,17 @@ def parquet_beside(out: Path) -> Path:
     return out.with_suffix(".parquet")
 
 
-def _scoring_config(config: Config) -> Config:
-    """The config with the short history scoring needs: the snapshot as of D and the one
-    ``MOVEMENT_DAYS`` earlier (the drivers' movement). The engine still reads the year
-    behind them for the fall from peak, so every metric equals the full history's."""
-    every = config.metrics.snapshot_every_days
-    days = -(-MOVEMENT_DAYS // every) * every
-    return config.model_copy(update={
-        "metrics": config.metrics.model_copy(update={"history_days": days})})
+def scoring_snapshots(as_of: dt.date, every_days: int = 7) -> list[dt.date]:
+    """The two snapshots scoring builds: as of D, and the one ``MOVEMENT_DAYS`` earlier
+    (rounded up to the snapshot cadence) for the drivers' movement. The engine still
+    reads the year behind them for the fall from peak, so every metric equals the full
+    history's.
+
+    >>> scoring_snapshots(dt.date(2026, 9, 30), 10)
+    [datetime.date(2026, 8, 31), datetime.date(2026, 9, 30)]
+    """
+    days = -(-MOVEMENT_DAYS // every_days) * every_days
+    return [as_of - dt.timedelta(days=days), as_of]
 
 
 def backfill(data_dir: Path, as_of: dt.date | None, config: Config, out: Path, runs: int,

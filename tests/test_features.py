@@ -20,6 +20,7 @@ from healthscore.simulate import SimulationConfig, simulate_book
 from pipelines.cli import app
 from pipelines.config import load_config
 from pipelines.features import compute_metric_history
+from pipelines.score import scoring_snapshots
 
 D = dt.date(2024, 3, 31)
 CONFIG = Config(metrics=MetricsConfig(key_features=("report", "share"), advanced_features=("api",)))
@@ -383,6 +384,21 @@ def test_a_short_history_gives_the_same_metrics_as_the_full_one():
     pd.testing.assert_frame_equal(short, expected)
     # The trailing-year peak reaches back before the short history's first snapshot.
     assert (short["events_count_drop_from_peak"] > 0).any()
+
+
+def test_chosen_snapshots_give_the_full_historys_rows():
+    # Scoring builds just D and the snapshot 28 days earlier; the peak's year behind them
+    # is still read, so those rows equal the full history's.
+    tables = dict(BOOK.sources)
+    day = dt.date(2026, 6, 1)
+    full = compute_metric_history(tables, day, Config())
+    two = compute_metric_history(tables, day, Config(), snapshots=scoring_snapshots(day))
+    assert sorted(two["as_of_date"].unique()) == [pd.Timestamp("2026-05-04"), pd.Timestamp(day)]
+    expected = full.loc[full["as_of_date"].isin(two["as_of_date"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(two, expected)
+    assert (two["events_count_drop_from_peak"] > 0).any()
+    with pytest.raises(ValueError, match="multiple of 7 days"):
+        compute_metric_history(tables, day, Config(), snapshots=[day - dt.timedelta(days=3)])
 
 
 def test_a_short_history_still_sees_activity_older_than_its_windows():

@@ -50,7 +50,7 @@ def test_spark_computes_the_same_metric_history_as_duckdb():
 def test_spark_udf_scores_like_local_scoring(scoring_book, monkeypatch):
     need_spark()
     from pipelines import registry
-    from pipelines.score import _scoring_config
+    from pipelines.score import scoring_snapshots
     from pipelines.spark import score_frame
     from pipelines.validate import load_data_folder
 
@@ -60,7 +60,8 @@ def test_spark_udf_scores_like_local_scoring(scoring_book, monkeypatch):
     uri = "models:/healthscore@champion"
     wrapped, _ = registry.load(uri)
     day = as_of.date() if hasattr(as_of, "date") else as_of
-    history = stage_and_build(load_data_folder(data), day, _scoring_config(Config()))
+    history = stage_and_build(load_data_folder(data), day, Config(),
+                              snapshots=scoring_snapshots(day))
     rows = history.loc[history["as_of_date"] == pd.Timestamp(day)].reset_index(drop=True)
     local = wrapped.predict(None, rows)
     remote = score_frame(rows[["account_id", "as_of_date", *wrapped.model.features_]], uri,
