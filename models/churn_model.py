@@ -22,6 +22,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from features.catalog import Direction
+from models import tree_shap
 from models.health import HealthScale
 
 KEYS = ["account_id", "as_of_date"]
@@ -151,10 +152,13 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
         """Per-metric contributions to the calibrated log-odds, plus ``base``.
 
         Exact: each row sums to :meth:`log_odds`, because Platt scaling is linear in the
-        booster's log-odds and LightGBM's contributions sum to them.
+        booster's log-odds and LightGBM's contributions sum to them. LightGBM's own
+        TreeSHAP values, computed once per decision pattern of each tree
+        (:mod:`models.tree_shap`): several times faster on a large book.
         """
-        raw = self.booster_.predict(X[self.features_], pred_contrib=True,
-                                    num_iteration=self.booster_.best_iteration_)
+        values = X[self.features_].to_numpy(dtype=np.float64, na_value=np.nan)
+        raw = tree_shap.contributions(self.booster_.booster_, values,
+                                      self.booster_.best_iteration_)
         out = pd.DataFrame(raw[:, :-1] * self.platt_a_, columns=self.features_, index=X.index)
         out["base"] = raw[:, -1] * self.platt_a_ + self.platt_b_
         return out

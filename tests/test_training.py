@@ -16,6 +16,7 @@ from features.catalog import catalog
 from features.lifecycle import churn_events
 from healthscore.config import Config
 from healthscore.simulate import SimulationConfig, oracle_churn_probability, simulate_book
+from models import tree_shap
 from models.churn_model import feature_columns
 from models.observations import known_by, label_observations
 from models.training import backtest, fit_final
@@ -120,6 +121,28 @@ def test_contributions_add_up_to_the_calibrated_log_odds(final, observations):
     X = observations[model.features_].iloc[:200]
     contributions = model.contributions(X)
     np.testing.assert_allclose(contributions.sum(axis=1), model.log_odds(X), atol=1e-9)
+
+
+def test_per_pattern_shap_equals_lightgbms_own(final, observations):
+    # models.tree_shap groups rows by their decisions at every split; the values must be
+    # LightGBM's pred_contrib, on real rows (missing values included) and on rows that
+    # sit exactly on split thresholds, at zero and NaN.
+    model = final[0]
+    booster = model.booster_.booster_
+    X = observations[model.features_].to_numpy(dtype=float, na_value=np.nan)
+    thresholds = booster.trees_to_dataframe().dropna(subset=["threshold"])
+    edge = np.tile(X[:40], (3, 1))
+    rng = np.random.default_rng(0)
+    for _, node in thresholds.sample(40, random_state=0).iterrows():
+        column = model.features_.index(node["split_feature"])
+        edge[rng.integers(len(edge), size=20), column] = node["threshold"]
+    edge[rng.random(edge.shape) < 0.05] = 0.0
+    edge[rng.random(edge.shape) < 0.05] = np.nan
+    for rows in (X, edge):
+        ours = tree_shap.contributions(booster, rows, model.booster_.best_iteration_, check=False)
+        theirs = booster.predict(rows, pred_contrib=True, num_iteration=model.booster_.best_iteration_)
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-10)
+    assert np.isnan(X).any()
 
 
 def test_same_data_and_seed_give_the_same_model(observations, metric_catalog):
