@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
@@ -27,6 +29,18 @@ def format_value(value: float, unit: str) -> str:
     return f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}"
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _formatted(value: float, unit: str) -> str:
+    """:func:`format_value` of a present value, remembered: a book repeats its values."""
+    return format_value(value, unit)
+
+
+def _shown(value: float | None, unit: str) -> str:
+    if value is None or value != value:  # NaN
+        return "no data"
+    return _formatted(float(value), unit)
+
+
 def describe(metric: Metric, now: float, before: float, points: float) -> str:
     """One driver: "<what> fell from 34 to 12 (-9 points)".
 
@@ -38,10 +52,10 @@ def describe(metric: Metric, now: float, before: float, points: float) -> str:
     shown = f"{abs(points):.0f}" if abs(points) >= 0.5 else f"{abs(points):.1f}"
     amount = f"({sign}{shown} point{'' if shown == '1' else 's'})"
     what = metric.description.split(" (")[0]  # the catalog's fine print stays in the docs
-    now_text = format_value(now, metric.unit)
-    if before is None or (isinstance(before, float) and np.isnan(before)) or np.isnan(now):
+    now_text = _shown(now, metric.unit)
+    if before is None or before != before or now != now:
         return f"{what}: {now_text} {amount}"
-    before_text = format_value(before, metric.unit)
+    before_text = _shown(before, metric.unit)
     if before_text == now_text:
         return f"{what}: {now_text}, unchanged {amount}"
     verb = "rose" if now > before else "fell"
@@ -68,10 +82,16 @@ def top_drivers(points: pd.DataFrame, now: pd.DataFrame, before: pd.DataFrame,
     columns = list(points.columns)
     order = np.argsort(matrix, axis=1, kind="stable")
     lowest, highest = order[:, :n], order[:, ::-1][:, :n]
-    for i, row in enumerate(matrix):
-        neg = [j for j in lowest[i] if row[j] < -0.05]
-        pos = [j for j in highest[i] if row[j] > 0.05]
-        risks.append([describe(metrics[j], values[i, j], past[i, j], row[j]) for j in neg])
-        strengths.append([describe(metrics[j], values[i, j], past[i, j], row[j]) for j in pos])
-        risk_names.append([columns[j] for j in neg])
+    # Python floats and lists: element access on them is several times cheaper than on
+    # NumPy arrays, and there are (accounts x 2n) sentences to write.
+    picked = np.concatenate([lowest, highest], axis=1)
+    rows = np.arange(len(matrix))[:, None]
+    p, v, b = (a[rows, picked].tolist() for a in (matrix, values, past))
+    for i, js in enumerate(picked.tolist()):
+        pi, vi, bi = p[i], v[i], b[i]
+        neg = [k for k in range(n) if pi[k] < -0.05]
+        pos = [k for k in range(n, 2 * n) if pi[k] > 0.05]
+        risks.append([describe(metrics[js[k]], vi[k], bi[k], pi[k]) for k in neg])
+        strengths.append([describe(metrics[js[k]], vi[k], bi[k], pi[k]) for k in pos])
+        risk_names.append([columns[js[k]] for k in neg])
     return risks, strengths, risk_names
