@@ -27,7 +27,9 @@ from enum import StrEnum
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
+import pandera.pandas as pandera
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
 ERROR = "error"
@@ -430,12 +432,39 @@ def _parse(series: pd.Series, kind: Kind) -> tuple[pd.Series, pd.Series]:
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         parsed = series.astype("float64")
     else:
-        parsed = pd.to_numeric(series.astype("str").str.strip(), errors="coerce").astype("float64")
+        parsed = _to_float(series.astype("str").str.strip())
     bad = present & (parsed.isna() | ~np.isfinite(parsed.fillna(0)))
     if kind is Kind.INT:
         bad |= present & parsed.notna() & (parsed % 1 != 0)
         parsed = parsed.where(~bad).astype("Int64")
     return parsed.where(~bad), bad
+
+
+def _to_float(text: pd.Series) -> pd.Series:
+    """Numbers from stripped text; what is not a number becomes NaN.
+
+    Arrow's parser first: many times faster on a large column, and it accepts exactly
+    what ``pd.to_numeric`` does on stripped text (tested). A column with any value it
+    rejects goes through ``pd.to_numeric``, which marks just those values.
+    """
+    try:
+        values = pc.cast(pa_array(text), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return pd.to_numeric(text, errors="coerce").astype("float64")
+    return pd.Series(values.to_numpy(zero_copy_only=False), index=text.index, dtype="float64")
+
+
+def pa_array(values: pd.Series) -> pa.Array:
+    """A column as one Arrow array (zero-copy for Arrow-backed text)."""
+    array = pa.array(values, from_pandas=True)
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
+def is_in(values: pd.Series, allowed: pd.Index) -> pd.Series:
+    """``values.isin(allowed)`` for text, by Arrow's hash lookup (pandas turns Arrow text
+    into Python objects for ``isin``: seconds per ten million rows)."""
+    found = pc.is_in(pa_array(values.astype("str")), value_set=pa.array(allowed.astype("str")))
+    return pd.Series(found.to_numpy(zero_copy_only=False), index=values.index, dtype=bool)
 
 
 def _kind_words(kind: Kind) -> str:
@@ -456,14 +485,14 @@ def _delimiter_hint(columns: list[str]) -> str | None:
     return None
 
 
-def _value_schema(source: Source) -> pa.DataFrameSchema:
+def _value_schema(source: Source) -> pandera.DataFrameSchema:
     """The pandera schema for a source's single-column value rules."""
     columns = {}
     for col in source.columns:
         checks = []
         if col.allowed is not None:
             checks.append(
-                pa.Check.isin(
+                pandera.Check.isin(
                     list(col.allowed),
                     name=f"allowed|{ERROR}|must be one of {', '.join(col.allowed)}",
                 )
@@ -478,11 +507,11 @@ def _value_schema(source: Source) -> pa.DataFrameSchema:
             else:
                 words = f"must be between {lo:g} and {hi:g}"
             checks.append(
-                pa.Check.in_range(lo, hi, name=f"range|{col.range_severity}|{words}")
+                pandera.Check.in_range(lo, hi, name=f"range|{col.range_severity}|{words}")
             )
         if checks:
-            columns[col.name] = pa.Column(checks=checks, nullable=True, required=False)
-    return pa.DataFrameSchema(columns)
+            columns[col.name] = pandera.Column(checks=checks, nullable=True, required=False)
+    return pandera.DataFrameSchema(columns)
 
 
 def _check_values(checker: _Checker, source: Source, table: pd.DataFrame) -> None:
@@ -600,7 +629,7 @@ def _check_source(
             source.date_column, future, table[source.date_column],
         )
     if account_ids is not None and raw.name != "accounts":
-        unknown = ~table["account_id"].isin(account_ids)
+        unknown = ~is_in(table["account_id"], account_ids)
         checker.add(
             f"{raw.name}.account_id.reference", DROP,
             "account_id not found in accounts", "account_id", unknown, table["account_id"],

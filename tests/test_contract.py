@@ -396,3 +396,30 @@ def test_a_bad_value_in_a_database_table_names_the_table(data_folder, tmp_path):
     missing = CliRunner().invoke(app, ["validate", "--data", "postgres://cs:secret@127.0.0.1:1/crm"])
     assert missing.exit_code == 2 and "secret" not in missing.output
     assert "cannot read the database" in missing.output and "Traceback" not in missing.output
+
+
+NUMBER_TEXTS = ["1", "-1", "+1", "1.5", ".5", "5.", "1e5", "1E-3", "inf", "-Infinity", "nan", "0x10",
+                "1_000", "1,000", "١", "", "1e400", "00012", "-0", "1d5", "TRUE", "1.2.3", "e5",
+                "+-1", "½", "1 000", None]
+
+
+@pytest.mark.parametrize("bad", [None, "12 apples"])
+def test_fast_number_parsing_agrees_with_pandas(bad):
+    # Arrow parses a clean column; a column with any rejected value goes through pandas.
+    from healthscore.contract import _to_float
+
+    texts = [t for t in NUMBER_TEXTS if t is None or pd.to_numeric(pd.Series([t]), errors="coerce").notna().all()]
+    text = pd.Series([*texts, bad], dtype="str")
+    expected = pd.to_numeric(text, errors="coerce").astype("float64")
+    pd.testing.assert_series_equal(_to_float(text), expected)
+    everything = pd.Series(NUMBER_TEXTS, dtype="str")
+    pd.testing.assert_series_equal(_to_float(everything),
+                                   pd.to_numeric(everything, errors="coerce").astype("float64"))
+
+
+def test_fast_membership_agrees_with_pandas():
+    from healthscore.contract import is_in
+
+    values = pd.Series(["a", None, "b", "é", "a "], dtype="str")
+    ids = pd.Index(["a", "é"])
+    pd.testing.assert_series_equal(is_in(values, ids), values.isin(ids))
