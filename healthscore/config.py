@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class MetricsConfig(BaseModel):
@@ -104,6 +104,31 @@ class ScoreConfig(BaseModel):
     playbook: str | None = Field(None, description="YAML file with per-band and per-driver actions (default: the built-in playbook).")
 
 
+class MonitorConfig(BaseModel):
+    """When the monitor calls a source stale (coverage and drift thresholds are fixed:
+    see docs/monitoring.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stale_days: dict[str, int] = Field(
+        default_factory=dict,
+        description="Per source, days behind the as-of date after which it is stale (default: "
+        "twice the longest gap between its record days over the last half-year).")
+    min_stale_days: int = Field(3, ge=0, description="No source is stale before this many days behind.")
+
+    @field_validator("stale_days")
+    @classmethod
+    def _known_sources(cls, value: dict[str, int]) -> dict[str, int]:
+        from healthscore.contract import SOURCES
+
+        unknown = sorted(set(value) - set(SOURCES))
+        if unknown:
+            raise ValueError(f"unknown sources {unknown}; use source names such as events, tickets")
+        if any(days < 0 for days in value.values()):
+            raise ValueError("days must be 0 or more")
+        return value
+
+
 class Config(BaseModel):
     """The whole healthscore configuration."""
 
@@ -114,3 +139,4 @@ class Config(BaseModel):
     model: ModelConfig = ModelConfig()
     engine: EngineConfig = EngineConfig()
     score: ScoreConfig = ScoreConfig()
+    monitor: MonitorConfig = MonitorConfig()

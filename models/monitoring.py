@@ -26,6 +26,8 @@ PSI_ALERT = 0.25
 # Coverage (share of accounts with data) lower than at training by this much is flagged.
 COVERAGE_DROP = 0.10
 BINS = 10
+# Metrics that move with the calendar by definition: reported, never alerted.
+CLOCKS = ("tenure_days_current",)
 EPS = 1e-4  # floor on a bin's share, so an empty bin gives a finite PSI
 
 
@@ -76,6 +78,17 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def noise_psi(bins: int, n_then: int, n_now: int) -> float:
+    """The PSI two samples of one distribution show by chance, about (bins - 1)(1/n + 1/m)
+    (PSI is the symmetrised Kullback-Leibler divergence; n times it is roughly
+    chi-squared with bins - 1 degrees of freedom).
+
+    >>> round(noise_psi(11, 330, 330), 3), round(noise_psi(11, 100_000, 90_000), 5)
+    (0.061, 0.00021)
+    """
+    return (bins - 1) * (1 / max(n_then, 1) + 1 / max(n_now, 1))
+
+
 def group_coverage(frame: pd.DataFrame, groups: dict[str, str]) -> dict[str, float]:
     """Per metric group, the share of rows with at least one of the group's metrics."""
     out = {}
@@ -106,7 +119,8 @@ def drift(profile: Profile, X: pd.DataFrame, scores: np.ndarray | None = None) -
     """PSI of each metric (and of the health score) against the profile, worst first.
 
     Returns:
-        ``metric``, ``psi``, ``status`` (stable/watch/shift), ``missing_then``,
+        ``metric``, ``psi``, ``status`` (stable/watch/shift; ``clock`` for metrics that
+        grow with the calendar, such as tenure), ``missing_then``,
         ``missing_now`` (shares of missing values).
     """
     rows = []
@@ -121,8 +135,11 @@ def drift(profile: Profile, X: pd.DataFrame, scores: np.ndarray | None = None) -
         then = np.asarray(profile.score_shares)
         rows.append(("health_score", psi(then, now), then[-1], now[-1]))
     out = pd.DataFrame(rows, columns=["metric", "psi", "missing_then", "missing_now"])
-    out["status"] = np.select([out["psi"] >= PSI_ALERT, out["psi"] >= PSI_WATCH],
-                              ["shift", "watch"], "stable")
+    # Two samples of the same distribution still differ: about (bins - 1) x (1/n + 1/m) of
+    # PSI. The thresholds apply above that, so a small book does not raise false alarms.
+    noise = noise_psi(BINS + 1, profile.rows, len(X))
+    out["status"] = np.select([out["metric"].isin(CLOCKS), out["psi"] >= PSI_ALERT + noise,
+                               out["psi"] >= PSI_WATCH + noise], ["clock", "shift", "watch"], "stable")
     return out.sort_values("psi", ascending=False, ignore_index=True)
 
 
@@ -164,20 +181,19 @@ def freshness(last_records: dict[str, pd.Timestamp | None], usual_gaps: dict[str
     return pd.DataFrame(rows, columns=["source", "last_record", "days_behind", "limit_days", "stale"])
 
 
-def usual_gap(days: pd.Series, window_days: int = 182) -> float | None:
-    """The longest gap, in days, between consecutive distinct record days over the
+def usual_gap(days: np.ndarray, window_days: int = 182) -> float | None:
+    """The longest gap, in days, between consecutive record days (day numbers) over the
     ``window_days`` before the last record (None with fewer than two record days).
 
-    >>> usual_gap(pd.Series(pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-09"])))
+    >>> usual_gap(np.array([100, 101, 101, 108]))
     7.0
     """
-    days = pd.Series(pd.to_datetime(days).dt.normalize().dropna().unique()).sort_values()
-    if len(days) < 2:
+    days = np.asarray(days, dtype=np.int64)
+    if len(days) == 0:
         return None
-    days = days[days > days.iloc[-1] - pd.Timedelta(days=window_days)]
-    if len(days) < 2:
-        return None
-    return float(days.diff().dt.days.max())
+    days = days[days > days.max() - window_days]
+    present = np.flatnonzero(np.bincount(days - days.min()))
+    return float(np.diff(present).max()) if len(present) > 1 else None
 
 
 def realised_performance(runs: pd.DataFrame, churn_events: pd.DataFrame, data_end: pd.Timestamp,

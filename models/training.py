@@ -9,6 +9,7 @@ from features.catalog import Metric
 from healthscore.config import ModelConfig
 from models.backtest import Fitter, fold_plan, summarise, walk_forward
 from models.churn_model import CalibratedLightGBM, feature_columns, logistic_baseline
+from models.monitoring import build_profile
 from models.scorecard import SCORECARD, HandWeightedScorecard
 
 # Which metric groups each scorecard category stands for (for the weights table).
@@ -116,9 +117,12 @@ def backtest(observations: pd.DataFrame, config: ModelConfig, catalog: tuple[Met
 
 
 def fit_final(observations: pd.DataFrame, config: ModelConfig, catalog: tuple[Metric, ...],
-              scale: tuple[float, float] = (70.0, 15.0)):
+              scale: tuple[float, float] = (70.0, 15.0), current: pd.DataFrame | None = None):
     """The production model on every labelled observation, the logistic baseline beside it,
     and the learned weights on the latest observations.
+
+    ``current``: the metric rows as of the training date (labels not known yet), which
+    become the model's monitoring profile; without them, the latest labelled rows do.
 
     Returns:
         (calibrated LightGBM, logistic pipeline, weights table, the latest observations)
@@ -129,4 +133,8 @@ def fit_final(observations: pd.DataFrame, config: ModelConfig, catalog: tuple[Me
     logistic = logistic_baseline(config.seed).fit(observations[features], observations["churned"])
     cut = observations["as_of_date"].max() - pd.Timedelta(days=config.calibration_days)
     latest = observations.loc[observations["as_of_date"] > cut]
+    # The monitor's reference: the portfolio as of the training date.
+    reference = (current if current is not None and len(current) else latest)[features]
+    final.profile_ = build_profile(reference, {m.name: m.group for m in catalog},
+                                   final.scale_.score(final.log_odds(reference)))
     return final, logistic, learned_weights(final, logistic, latest[features], catalog), latest

@@ -44,7 +44,7 @@ for _console in (out, err):
 
 F = TypeVar("F", bound=Callable[..., object])
 
-EXIT_DROPS, EXIT_USER, EXIT_NOT_BUILT, EXIT_INTERNAL = 1, 2, 3, 70
+EXIT_DROPS, EXIT_USER, EXIT_NOT_BUILT, EXIT_ALERT, EXIT_INTERNAL = 1, 2, 3, 4, 70
 
 
 def _friendly(func: F) -> F:
@@ -451,6 +451,38 @@ def score(
     out.print(f"{len(result.alerts)} band change(s) held for {cfg.score.debounce_runs} runs -> "
               f"{result.history_dir / 'alerts.csv'}")
     out.print(f"Scores -> {out_file}; history -> {result.history_dir}")
+    if result.monitor is not None:
+        from pipelines.monitor import findings_path, summary
+
+        for line in summary(result.monitor):
+            out.print(f"monitor: {line}", highlight=False)
+        out.print(f"Monitoring -> {findings_path(out_file)}")
+
+
+@app.command()
+@_friendly
+def monitor(
+    data: DataOpt,
+    out_file: Annotated[Path, typer.Option("--out", help="Findings file (JSON).")] = Path("monitor.json"),
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Check as of this day [default: last day in the data].")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model URI [default: models:/healthscore@champion].")] = None,
+    history: Annotated[Path | None, typer.Option("--history", help="Score history folder, for realised performance.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 4 when anything is flagged (for schedulers).")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Freshness, coverage, drift and realised performance of the score (also run by `score`)."""
+    from pipelines.config import load_config
+    from pipelines.features import parse_as_of
+    from pipelines.monitor import run, summary
+
+    cfg = load_config(config)
+    with _steps("monitor") as step:
+        findings = run(data, parse_as_of(as_of), cfg, out_file, model, history, step)
+    for line in summary(findings):
+        out.print(line, highlight=False)
+    out.print(f"Findings -> {out_file}")
+    if strict and not findings["ok"]:
+        raise typer.Exit(EXIT_ALERT)
 
 
 @app.command()

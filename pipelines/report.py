@@ -34,7 +34,7 @@ from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
 from pipelines import registry
 from pipelines.features import stage_and_build
 from pipelines.io import atomic_path
-from pipelines.score import parquet_beside
+from pipelines.score import parquet_beside, read_runs
 from pipelines.train import own_columns_of
 from pipelines.validate import load_data_folder
 
@@ -64,7 +64,7 @@ def report(scores_file: Path, data_dir: Path, out: Path, config: Config,
     as_of = pd.Timestamp(scores["as_of_date"].iloc[0])
     version = str(scores["model_version"].iloc[0])
     history_dir = history_dir or scores_file.parent / "score_history"
-    runs = _read_runs(history_dir, as_of)
+    runs = read_runs(history_dir, as_of)
 
     progress("reading the model's backtest from MLflow")
     registry.connect(config.model.experiment)
@@ -146,16 +146,6 @@ def _read_scores(path: Path) -> pd.DataFrame:
         raise HealthscoreError(f"{parquet}: not a healthscore scores file "
                                f"({'missing ' + ', '.join(sorted(missing)) if missing else 'no rows'})")
     return scores
-
-
-def _read_runs(history_dir: Path, as_of: pd.Timestamp) -> pd.DataFrame:
-    files = sorted(history_dir.glob("as_of=*/model=*.parquet"))
-    if not files:
-        return pd.DataFrame(columns=["account_id", "as_of_date", "health_score", "band"])
-    runs = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    runs = (runs.sort_values(["as_of_date", "model_version"])
-            .drop_duplicates(["account_id", "as_of_date"], keep="last"))
-    return runs.loc[runs["as_of_date"] <= as_of].sort_values(["account_id", "as_of_date"])
 
 
 def _backtest(name: str | None, version: str, model, config: Config) -> dict:

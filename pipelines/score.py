@@ -23,7 +23,7 @@ from healthscore.config import Config
 from healthscore.errors import HealthscoreError
 from models.drivers import top_drivers
 from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
-from pipelines import registry
+from pipelines import monitor, registry
 from pipelines.features import stage_and_build
 from pipelines.io import atomic_path, write_table
 from pipelines.train import own_columns_of
@@ -31,7 +31,8 @@ from pipelines.validate import data_end_date, load_data_folder
 
 KEYS = ["account_id", "as_of_date"]
 # The stages ScoreResult.seconds times, in order.
-STAGES = ("load", "metrics", "prediction", "explanation", "drivers", "history", "writing")
+STAGES = ("load", "metrics", "prediction", "explanation", "drivers", "history", "monitoring",
+          "writing")
 # The drivers' movement compares D with the snapshot this many days earlier.
 MOVEMENT_DAYS = 28
 
@@ -43,6 +44,7 @@ class ScoreResult:
     model_version: str
     history_dir: Path
     seconds: dict[str, float]  # wall time per stage (see STAGES)
+    monitor: dict | None = None  # the monitor's findings (pipelines.monitor.check)
 
 
 def load_playbook(path: str | None) -> dict:
@@ -101,6 +103,9 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     wrapped, version = registry.load(uri)
     model, horizon = wrapped.model, wrapped.horizon_days
     lap("load")
+
+    # The monitor's view of the data, taken before the tables are staged (and freed).
+    watch = monitor.inputs_from_tables(tables, as_of, config.grace_days)
 
     progress("building the metric history")
     history = stage_and_build(tables, as_of, config, snapshots=scoring_snapshots(
@@ -161,14 +166,19 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     lap("drivers")
 
     history_dir = history_dir or out.parent / "score_history"
-    scores, alerts = _trend_and_alerts(scores, history_dir, version, s.debounce_runs, s.bands)
+    scores, alerts, runs = _trend_and_alerts(scores, history_dir, version, s.debounce_runs, s.bands)
     lap("history")
+    progress("checking freshness, coverage, drift and realised performance")
+    findings = monitor.check(watch, as_of, model, version, horizon, X, health, group_of, runs, config)
+    lap("monitoring")
     progress("writing")
     write_table(scores, out, spreadsheet_safe=True)
     if out.suffix.lower() == ".csv":  # the CRM file; pipelines (and the report) read Parquet
         write_table(scores, parquet_beside(out))
+    monitor.write_findings(findings, monitor.findings_path(out))
+    monitor.log_findings(findings, config)
     lap("writing")
-    return ScoreResult(scores, alerts, version, history_dir, seconds)
+    return ScoreResult(scores, alerts, version, history_dir, seconds, findings)
 
 
 def parquet_beside(out: Path) -> Path:
@@ -232,14 +242,9 @@ def _trend_and_alerts(scores: pd.DataFrame, history_dir: Path, version: str, deb
     add the trend columns, and rewrite the alerts of band changes that held ``debounce`` runs."""
     as_of = pd.Timestamp(scores["as_of_date"].iloc[0])
     run_file = history_dir / f"as_of={as_of:%Y-%m-%d}" / f"model={version}.parquet"
-    keep = ["account_id", "as_of_date", "health_score", "band", "model_version"]
+    keep = ["account_id", "as_of_date", "health_score", "band", "model_version", "churn_probability"]
     write_table(scores[keep], run_file)
-    runs = pd.concat([pd.read_parquet(f) for f in sorted(history_dir.glob("as_of=*/model=*.parquet"))],
-                     ignore_index=True)
-    # One row per account and as-of date: the newest model's run of that date.
-    runs = (runs.sort_values(["as_of_date", "model_version"])
-            .drop_duplicates(["account_id", "as_of_date"], keep="last"))
-    runs = runs.loc[runs["as_of_date"] <= as_of].sort_values(["account_id", "as_of_date"])
+    runs = read_runs(history_dir, as_of)
 
     trend = account_trends(runs, debounce)
     scores = scores.join(trend.drop(columns="alert_from"), on="account_id")
@@ -257,7 +262,20 @@ def _trend_and_alerts(scores: pd.DataFrame, history_dir: Path, version: str, deb
         alerts = pd.concat([old, alerts], ignore_index=True)
     alerts = alerts.sort_values(["as_of_date", "account_id"], ignore_index=True)
     write_table(alerts, alerts_file, spreadsheet_safe=True)
-    return scores, alerts.loc[alerts["as_of_date"] == as_of].reset_index(drop=True)
+    return scores, alerts.loc[alerts["as_of_date"] == as_of].reset_index(drop=True), runs
+
+
+def read_runs(history_dir: Path, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The score history up to ``as_of``: one row per account and run date (the newest
+    model's run of that date), in account and date order."""
+    files = sorted(history_dir.glob("as_of=*/model=*.parquet"))
+    if not files:
+        return pd.DataFrame(columns=["account_id", "as_of_date", "health_score", "band",
+                                     "model_version", "churn_probability"])
+    runs = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    runs = (runs.sort_values(["as_of_date", "model_version"])
+            .drop_duplicates(["account_id", "as_of_date"], keep="last"))
+    return runs.loc[runs["as_of_date"] <= as_of].sort_values(["account_id", "as_of_date"])
 
 
 def account_trends(runs: pd.DataFrame, debounce: int) -> pd.DataFrame:

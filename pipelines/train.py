@@ -56,7 +56,9 @@ def build_observations(data_dir: Path, as_of: dt.date | None, config: Config,
     """Metric history as of T and its observations labelled with outcomes known by T.
 
     Returns:
-        (observations with a label known by T, accounts, T, the metric catalog in use)
+        (observations with a label known by T, accounts, T, the metric catalog in use,
+        the metric rows as of T itself: the portfolio the model is trained on the data of,
+        the monitor's reference)
     """
     tables = load_data_folder(data_dir)
     as_of = as_of or data_end_date(tables).date()
@@ -75,7 +77,8 @@ def build_observations(data_dir: Path, as_of: dt.date | None, config: Config,
             f"(needs observations older than horizon + lead + grace = "
             f"{m.horizon_days + m.lead_days + config.grace_days} days)"
         )
-    return known, accounts, as_of, metric_catalog
+    current = history.loc[history["as_of_date"] == pd.Timestamp(as_of)].reset_index(drop=True)
+    return known, accounts, as_of, metric_catalog, current
 
 
 def own_columns_of(tables: dict[str, pd.DataFrame]) -> tuple[str, ...]:
@@ -99,7 +102,7 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
           progress: Progress = print) -> TrainResult:
     """Backtest, fit, log, register and gate one model. See the module docstring."""
     m = config.model
-    known, accounts, as_of, metric_catalog = build_observations(data_dir, as_of, config, progress)
+    known, accounts, as_of, metric_catalog, current = build_observations(data_dir, as_of, config, progress)
     backtest_folds, _ = fold_plan(known, m.folds, m.fold_days, m.tuning_folds)
     segments = accounts.set_index("account_id")["segment"] if "segment" in accounts else None
 
@@ -108,7 +111,8 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
         predictions, summary = backtest(known, m, metric_catalog, segments, progress)
         progress("fitting the final model on every observation known by the as-of date")
         final, _, weights, latest = fit_final(
-            known, m, metric_catalog, (config.score.reference, config.score.points_to_double))
+            known, m, metric_catalog, (config.score.reference, config.score.points_to_double),
+            current=current)
     except TooLittleHistory as exc:
         raise HealthscoreError(
             f"training as of {as_of}: {exc}. Use more accounts or a longer history, or "

@@ -40,7 +40,7 @@ def tune(data_dir: Path, as_of: dt.date | None, config: Config, out: Path, trial
          timeout: float | None, progress: Progress = print) -> TuneResult:
     """Search on the folds before the reported backtest period and save the best."""
     m = config.model
-    known, _, as_of, metric_catalog = build_observations(data_dir, as_of, config, progress)
+    known, _, as_of, metric_catalog, _ = build_observations(data_dir, as_of, config, progress)
     _, tuning = fold_plan(known, m.folds, m.fold_days, m.tuning_folds)
     registry.connect(m.experiment)
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -1,0 +1,235 @@
+"""Pipeline stage: scoring run -> is the score still trustworthy? -> findings (JSON, MLflow).
+
+Four checks, each point-in-time as of the run's date D (nothing recorded after D enters):
+
+* **freshness**: each dated source's last record against D; stale when it is older than
+  the source's own rhythm allows (:func:`models.monitoring.freshness`);
+* **coverage**: per metric group, the share of scored accounts with data, against the
+  model's training window;
+* **drift**: PSI of every metric and of the health score against the training window;
+* **realised performance**: score runs in the history whose outcomes are now known,
+  with their ROC-AUC and calibration.
+
+``healthscore score`` runs them on every run and writes ``<scores>.monitor.json`` beside
+its output; ``healthscore monitor`` runs them alone. Both log a run to the MLflow
+experiment ``<experiment>-monitoring``; the report shows the JSON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from features.lifecycle import churn_events
+from healthscore import __version__
+from healthscore.config import Config
+from healthscore.contract import SOURCES
+from models import monitoring
+from pipelines.io import atomic_path
+
+# Sources whose dates are contract terms or sign-up days, not a feed that can go stale.
+NOT_FEEDS = ("accounts", "subscriptions", "onboarding")
+RHYTHM_DAYS = 182
+
+
+@dataclass
+class Inputs:
+    """What the checks need from the data, taken before the tables are handed on."""
+
+    last_records: dict[str, pd.Timestamp | None]
+    usual_gaps: dict[str, float | None]
+    churns: pd.DataFrame
+
+
+def inputs_from_tables(tables: dict[str, pd.DataFrame], as_of: dt.date, grace_days: int) -> Inputs:
+    """Each feed's last record and usual gap, and the churns known, all as of ``as_of``."""
+    end = np.datetime64(as_of, "D")
+    last, gaps = {}, {}
+    for name, table in tables.items():
+        column = SOURCES[name].date_column if name in SOURCES else None
+        if name in NOT_FEEDS or column is None or column not in table:
+            continue
+        days = table[column].to_numpy(dtype="datetime64[us]").astype("datetime64[D]")
+        days = days[~np.isnat(days)]
+        days = days[days <= end]
+        if len(days) == 0:
+            last[name], gaps[name] = None, None
+            continue
+        newest = days.max()
+        last[name] = pd.Timestamp(newest)
+        gaps[name] = monitoring.usual_gap(days.astype(np.int64), RHYTHM_DAYS)
+    churns = churn_events(tables["subscriptions"], pd.Timestamp(as_of), grace_days)
+    return Inputs(last, gaps, churns)
+
+
+def check(inputs: Inputs, as_of: dt.date, model, version: str, horizon_days: int,
+          X: pd.DataFrame, health: np.ndarray, groups: dict[str, str],
+          runs: pd.DataFrame | None, config: Config) -> dict:
+    """Every check, as one JSON-ready document (see the module docstring)."""
+    day = pd.Timestamp(as_of)
+    fresh = monitoring.freshness(inputs.last_records, inputs.usual_gaps, day,
+                                 config.monitor.stale_days, config.monitor.min_stale_days)
+    profile = getattr(model, "profile_", None)
+    if profile is not None:
+        drift = monitoring.drift(profile, X, health[~np.isnan(health)])
+        coverage = monitoring.coverage_change(profile, X, groups)
+    else:
+        drift = coverage = None
+    performance = pd.DataFrame()
+    if runs is not None and len(runs) and "churn_probability" in runs:
+        performance = monitoring.realised_performance(
+            runs.loc[runs["as_of_date"] <= day], inputs.churns, day, horizon_days,
+            config.grace_days)
+    stale = fresh.loc[fresh["stale"], "source"].tolist()
+    shifted = [] if drift is None else drift.loc[drift["status"] == "shift", "metric"].tolist()
+    watch = [] if drift is None else drift.loc[drift["status"] == "watch", "metric"].tolist()
+    thin = [] if coverage is None else coverage.loc[coverage["flagged"], "group"].tolist()
+    return {
+        "as_of_date": day.date().isoformat(),
+        "model_version": version,
+        "healthscore_version": __version__,
+        "alerts": {"stale_sources": stale, "shifted_metrics": shifted,
+                   "coverage_drops": thin},
+        "ok": not (stale or shifted or thin),
+        "freshness": _records(fresh),
+        "drift": None if drift is None else _records(drift),
+        "drift_watch": watch,
+        "coverage": None if coverage is None else _records(coverage),
+        "performance": _records(performance),
+        "thresholds": {"psi_watch": monitoring.PSI_WATCH, "psi_shift": monitoring.PSI_ALERT,
+                       "coverage_drop": monitoring.COVERAGE_DROP},
+        "note": None if profile is not None else (
+            f"model version {version} has no training profile (it was trained before "
+            "monitoring existed): retrain to monitor drift and coverage"),
+    }
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    out = []
+    for row in frame.to_dict("records"):
+        out.append({k: _plain(v) for k, v in row.items()})
+    return out
+
+
+def _plain(value):
+    if isinstance(value, pd.Timestamp):
+        return value.date().isoformat()
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else round(float(value), 6)
+    if value is None or value is pd.NaT:
+        return None
+    return value
+
+
+def findings_path(scores_out: Path) -> Path:
+    """``scores.csv`` -> ``scores.monitor.json`` (beside the run's output)."""
+    return scores_out.with_name(f"{scores_out.name.split('.')[0]}.monitor.json")
+
+
+def write_findings(findings: dict, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(findings, indent=2, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def log_findings(findings: dict, config: Config) -> str:
+    """One MLflow run per check, in ``<experiment>-monitoring``; returns its id."""
+    from pipelines import registry
+
+    registry.connect(f"{config.model.experiment}-monitoring")
+    alerts = findings["alerts"]
+    name = (f"monitor | as-of {findings['as_of_date']} | v{findings['model_version']} | "
+            + ("ok" if findings["ok"] else "alerts: " + ", ".join(
+                f"{len(v)} {k.replace('_', ' ')}" for k, v in alerts.items() if v)))
+    with mlflow.start_run(run_name=name) as run:
+        mlflow.set_tags({"as_of_date": findings["as_of_date"],
+                         "model_version": findings["model_version"], "ok": str(findings["ok"])})
+        metrics = {f"alerts.{k}": len(v) for k, v in alerts.items()}
+        if findings["drift"]:
+            metrics["drift.max_psi"] = max(d["psi"] for d in findings["drift"])
+            score = [d["psi"] for d in findings["drift"] if d["metric"] == "health_score"]
+            if score:
+                metrics["drift.health_score_psi"] = score[0]
+        if findings["performance"]:
+            latest = findings["performance"][-1]
+            for key in ("roc_auc", "brier", "mean_predicted", "observed_rate"):
+                if latest[key] is not None:
+                    metrics[f"realised.{key}"] = latest[key]
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict(findings, "monitor.json")
+    return run.info.run_id
+
+
+def summary(findings: dict) -> list[str]:
+    """Lines for the terminal."""
+    lines = []
+    stale = [f for f in findings["freshness"] if f["stale"]]
+    lines.append("freshness: " + ("every source is current" if not stale else "; ".join(
+        f"{f['source']} is stale ({'no records' if f['days_behind'] is None else str(f['days_behind']) + ' days behind'}, "
+        f"limit {f['limit_days']})" for f in stale)))
+    if findings["drift"] is None:
+        lines.append(f"drift: {findings['note']}")
+    else:
+        shifted = [d for d in findings["drift"] if d["status"] == "shift"]
+        lines.append("drift: " + ("no metric shifted (PSI < "
+                                  f"{findings['thresholds']['psi_shift']})" if not shifted else
+                                  "; ".join(f"{d['metric']} PSI {d['psi']:.2f}" for d in shifted[:8])))
+        thin = [c for c in findings["coverage"] if c["flagged"]]
+        lines.append("coverage: " + ("as at training" if not thin else "; ".join(
+            f"{c['group']} {c['now']:.0%} of accounts (training {c['training']:.0%})" for c in thin)))
+    perf = findings["performance"]
+    if perf:
+        last = perf[-1]
+        auc = "n/a" if last["roc_auc"] is None else f"{last['roc_auc']:.3f}"
+        lines.append(f"realised: {len(perf)} run(s) with known outcomes; latest "
+                     f"{last['as_of_date']}: ROC-AUC {auc}, predicted {last['mean_predicted']:.1%} "
+                     f"vs observed {last['observed_rate']:.1%} churn")
+    else:
+        lines.append("realised: no score run has known outcomes yet")
+    return lines
+
+
+def run(data_dir, as_of: dt.date | None, config: Config, out: Path,
+        model_uri: str | None = None, history_dir: Path | None = None, progress=print) -> dict:
+    """``healthscore monitor``: the checks alone, on the data as of D and the model's view
+    of today's accounts (one metric snapshot, no SHAP); writes ``out`` and logs to MLflow."""
+    from features.catalog import catalog
+    from pipelines import registry
+    from pipelines.features import stage_and_build
+    from pipelines.score import read_runs
+    from pipelines.train import own_columns_of
+    from pipelines.validate import data_end_date, load_data_folder
+
+    progress("reading the data")
+    tables = load_data_folder(data_dir)
+    as_of = as_of or data_end_date(tables).date()
+    groups = {m.name: m.group for m in catalog(config.metrics, set(tables), own_columns_of(tables))}
+    inputs = inputs_from_tables(tables, as_of, config.grace_days)
+    registry.connect(config.model.experiment)
+    uri = model_uri or f"models:/{config.model.registered_model}@{registry.CHAMPION}"
+    wrapped, version = registry.load(uri)
+    model = wrapped.model
+    progress("building the metrics as of the day")
+    history = stage_and_build(tables, as_of, config, snapshots=[as_of])
+    X = history.reindex(columns=model.features_)
+    health = model.scale_.score(model.log_odds(X))
+    young = (history["tenure_days_current"] < config.score.min_tenure_days).to_numpy()
+    health = np.where(young, np.nan, health)
+    runs = read_runs(history_dir, pd.Timestamp(as_of)) if history_dir else None
+    progress("checking")
+    findings = check(inputs, as_of, model, version, wrapped.horizon_days, X, health,
+                     {m: groups.get(m, "other") for m in model.features_}, runs, config)
+    write_findings(findings, out)
+    log_findings(findings, config)
+    return findings
