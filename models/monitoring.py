@@ -26,8 +26,9 @@ PSI_ALERT = 0.25
 # Coverage (share of accounts with data) lower than at training by this much is flagged.
 COVERAGE_DROP = 0.10
 BINS = 10
-# Metrics that move with the calendar by definition: reported, never alerted.
-CLOCKS = ("tenure_days_current",)
+# Metrics that move with the calendar by definition, reported but never alerted: tenure
+# grows a day a day, and a monthly term lasts 28 to 31 days depending on the month.
+CLOCKS = ("tenure_days_current", "term_length_days_current")
 EPS = 1e-4  # floor on a bin's share, so an empty bin gives a finite PSI
 
 
