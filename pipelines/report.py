@@ -4,7 +4,7 @@ The report is a single self-contained file: no network, every script and style i
 All values from the data travel as one JSON document inside the page and are put on
 screen by the page's script as text (``textContent``), never as markup, so an account
 named ``<script>...`` shows as those characters. The page has the portfolio (bands, ARR,
-movers, distribution, weights, backtest, data freshness, a sortable and filterable
+movers, distribution, weights, backtest, data freshness and monitoring, a sortable and filterable
 account table) and a health card per account (score over time, driver waterfall,
 metric histories against the portfolio median, playbook actions).
 """
@@ -31,7 +31,7 @@ from healthscore.contract import SOURCES
 from healthscore.errors import HealthscoreError
 from models.evaluation import reliability
 from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
-from pipelines import registry
+from pipelines import monitor, registry
 from pipelines.features import stage_and_build
 from pipelines.io import atomic_path
 from pipelines.score import parquet_beside, read_runs
@@ -84,6 +84,7 @@ def report(scores_file: Path, data_dir: Path, out: Path, config: Config,
     progress("writing the report")
     payload = _payload(scores, runs, backtest, freshness, metrics, metric_catalog, config,
                        max_cards)
+    payload["monitor"] = _findings(scores_file)
     html = render(payload)
     with atomic_path(out) as tmp:
         tmp.write_text(html, encoding="utf-8")
@@ -200,6 +201,18 @@ def _capture_curve(y: np.ndarray, p: np.ndarray, points: int = 20) -> dict:
     xs = np.linspace(0, 1, points + 1)
     idx = np.clip((xs * len(y)).astype(int) - 1, 0, len(y) - 1)
     return {"worked": xs.tolist(), "found": np.where(xs == 0, 0.0, found[idx]).tolist()}
+
+
+def _findings(scores_file: Path) -> dict | None:
+    """The monitor's findings written beside the scores by ``score`` (None before #8's
+    monitor existed, or when the file is not there)."""
+    path = monitor.findings_path(scores_file)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HealthscoreError(f"{path}: cannot read the monitoring findings ({exc})") from None
 
 
 def _freshness(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> list[dict]:

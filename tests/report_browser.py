@@ -60,6 +60,9 @@ def check_in_browser(html: Path, shot: str) -> None:
         with pytest.raises(NoAlertPresentException):
             driver.switch_to.alert.text  # noqa: B018  (no script from the data ran)
         driver.save_screenshot(str(ARTIFACTS / f"{shot}-portfolio.png"))
+        # The monitoring section says whether the score can be trusted, with its tables.
+        assert driver.find_element(By.ID, "monitor-verdict").text
+        assert driver.find_elements(By.CSS_SELECTOR, "#monitoring-body table")
         rows = driver.find_elements(By.CSS_SELECTOR, "#account-table tbody tr")
         assert rows
         # Filtering by the hostile name finds it, shown as plain text.

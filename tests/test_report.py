@@ -76,6 +76,12 @@ def test_report_numbers_match_the_scores(built):
     assert fresh["events"]["days_behind"] == 0
     # No backtest in this store (the model was logged without a training run's artifacts).
     assert payload["backtest"] == {"available": False}
+    # The scoring run's monitoring findings travel into the page as they were written.
+    written = json.loads((out / "scores.monitor.json").read_text())
+    for key in ("as_of_date", "model_version", "alerts", "ok", "freshness", "performance"):
+        assert payload["monitor"][key] == written[key], key
+    assert [d["metric"] for d in payload["monitor"]["drift"]] == [d["metric"] for d in written["drift"]]
+    assert payload["monitor"]["ok"] and payload["monitor"]["drift"]
 
 
 def test_missing_scores_are_a_clear_error(tmp_path, scoring_book):

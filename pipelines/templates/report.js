@@ -234,9 +234,52 @@
     return s;
   }
 
-  // Freshness
-  byId("freshness-table").append(table(["Source", "Rows", "Last record", "Days behind the as-of date"],
-    D.freshness.map((f) => [f.source, fmt.int(f.rows), f.last_record || "–", f.days_behind == null ? "–" : fmt.int(f.days_behind)]), [0, 1, 0, 1]));
+  // Freshness: the monitor's verdict when the scoring run wrote one, else days behind only.
+  const M = D.monitor;
+  const flag = (bad) => el("span", { class: "chip", style: "background:" + (bad ? "#c53030" : "#38a169") }, bad ? "stale" : "current");
+  if (M) {
+    const rows = new Map(D.freshness.map((f) => [f.source, f.rows]));
+    byId("freshness-table").append(table(["Source", "Rows", "Last record", "Days behind", "Stale after", "Status"],
+      M.freshness.map((f) => [f.source, fmt.int(rows.get(f.source)), f.last_record || "–",
+        f.days_behind == null ? "–" : fmt.int(f.days_behind), fmt.int(f.limit_days) + " days", flag(f.stale)]),
+      [0, 1, 0, 1, 1, 0]));
+  } else {
+    byId("freshness-table").append(table(["Source", "Rows", "Last record", "Days behind the as-of date"],
+      D.freshness.map((f) => [f.source, fmt.int(f.rows), f.last_record || "–", f.days_behind == null ? "–" : fmt.int(f.days_behind)]), [0, 1, 0, 1]));
+  }
+
+  // Monitoring: alerts, drift, coverage, realised performance.
+  const mon = byId("monitoring-body");
+  if (!M) {
+    mon.append(el("p", { class: "muted" }, "No monitoring findings beside these scores (score again with this version to get them)."));
+  } else {
+    const a = M.alerts;
+    const said = [];
+    if (a.stale_sources.length) said.push("stale sources: " + a.stale_sources.join(", "));
+    if (a.shifted_metrics.length) said.push("metrics shifted since training: " + a.shifted_metrics.join(", "));
+    if (a.coverage_drops.length) said.push("less data than at training for: " + a.coverage_drops.join(", "));
+    mon.append(el("p", { id: "monitor-verdict", class: M.ok ? "ok" : "alert" },
+      M.ok ? "No alerts: every source is current, no metric has shifted since training, coverage is as at training."
+        : "Alerts — " + said.join("; ") + ". Check the feeds before acting on these scores."));
+    if (M.note) mon.append(el("p", { class: "muted" }, M.note));
+    const row = el("div", { class: "row" });
+    if (M.drift) {
+      const top = M.drift.filter((d) => d.status !== "clock").slice(0, 12);
+      row.append(el("div", { class: "panel" }, el("h3", {}, "Drift against the training date (PSI, largest first)"),
+        table(["Metric", "PSI", "Status", "Missing then", "Missing now"],
+          top.map((d) => [d.metric, fmt.num(d.psi, 3), d.status, fmt.pct(d.missing_then), fmt.pct(d.missing_now)]), [0, 1, 0, 1, 1]),
+        el("p", { class: "muted" }, `PSI below ${M.thresholds.psi_watch} is stable, above ${M.thresholds.psi_shift} a shift (plus the noise a book of this size shows by chance). Tenure and term length move with the calendar and are not alerted.`)));
+      row.append(el("div", { class: "panel" }, el("h3", {}, "Accounts with data, per metric group"),
+        table(["Group", "At training", "Now", ""], M.coverage.map((c) => [c.group, fmt.pct(c.training), fmt.pct(c.now), c.flagged ? "fell" : ""]), [0, 1, 1, 0])));
+    }
+    const perf = M.performance || [];
+    row.append(el("div", { class: "panel" }, el("h3", {}, "Realised performance of past runs"),
+      perf.length ? table(["Run", "Accounts", "Churned", "ROC-AUC", "Predicted churn", "Observed churn", "Brier"],
+        perf.map((p) => [p.as_of_date, fmt.int(p.accounts), fmt.int(p.churned), p.roc_auc == null ? "–" : fmt.num(p.roc_auc, 3),
+          fmt.pct(p.mean_predicted, 1), fmt.pct(p.observed_rate, 1), fmt.num(p.brier, 3)]), [0, 1, 1, 1, 1, 1, 1])
+        : el("p", { class: "muted" }, "No score run has known outcomes yet: a run's outcomes are known horizon + grace days after it.")));
+    mon.append(row);
+  }
 
   // ----------------------------------------------------------------- account table
   const COLS = [["account_name", "Account", "text"], ["band", "Band", "band"], ["health_score", "Score", "num"],
