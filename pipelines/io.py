@@ -9,6 +9,8 @@ folder and is renamed into place, so a failed run never leaves half-written outp
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import gzip
 import os
 import re
@@ -205,6 +207,29 @@ def atomic_path(target: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def exclusive(folder: Path, what: str, progress=None) -> Iterator[None]:
+    """Hold ``folder/.lock`` exclusively: runs that write the same folder take turns.
+
+    An advisory ``flock``: the operating system releases it when the process ends, even
+    when it is killed, so a crashed run never leaves the folder locked.
+    """
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                progress(f"waiting for another run to finish with {what} ({folder})")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; swap it into place on success."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -279,10 +304,41 @@ def write_table(table: pd.DataFrame, target: Path, source: str | None = None,
         )
     with atomic_path(target) as tmp:
         if suffix == ".parquet":
-            table.to_parquet(tmp, index=False)
+            arrow = pa.Table.from_pandas(table, preserve_index=False)
+            metadata = {**(arrow.schema.metadata or {}),
+                        b"healthscore": json.dumps(provenance(), sort_keys=True).encode()}
+            pq.write_table(arrow.replace_schema_metadata(metadata), tmp)
         else:
             csv_table = neutralise_formulas(table) if spreadsheet_safe else table
+            # gzip without a timestamp: the same table gives the same bytes.
             _for_csv(source, csv_table).to_csv(
-                tmp, index=False, compression="gzip" if suffix == ".csv.gz" else None
+                tmp, index=False,
+                compression={"method": "gzip", "mtime": 0} if suffix == ".csv.gz" else None,
             )
     return target
+
+
+PROVENANCE = ("lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "duckdb", "ibis-framework",
+              "mlflow", "shap")
+
+
+@functools.cache
+def provenance() -> dict[str, str]:
+    """The versions that make an output: healthscore, Python and the libraries that
+    compute it. Parquet outputs carry it in their metadata (key ``healthscore``).
+
+    >>> sorted(provenance())[:3]
+    ['duckdb', 'healthscore', 'ibis-framework']
+    """
+    import platform
+    from importlib import metadata
+
+    from healthscore import __version__
+
+    found = {"healthscore": __version__, "python": platform.python_version()}
+    for name in PROVENANCE:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found

@@ -28,11 +28,10 @@ import numpy as np
 import pandas as pd
 
 from features.lifecycle import churn_events
-from healthscore import __version__
 from healthscore.config import Config
 from healthscore.contract import SOURCES
 from models import monitoring
-from pipelines.io import atomic_path
+from pipelines.io import atomic_path, provenance
 
 # Sources whose dates are contract terms or sign-up days, not a feed that can go stale.
 NOT_FEEDS = ("accounts", "subscriptions", "onboarding")
@@ -94,7 +93,7 @@ def check(inputs: Inputs, as_of: dt.date, model, version: str, horizon_days: int
     return {
         "as_of_date": day.date().isoformat(),
         "model_version": version,
-        "healthscore_version": __version__,
+        "versions": provenance(),
         "alerts": {"stale_sources": stale, "shifted_metrics": shifted,
                    "coverage_drops": thin},
         "ok": not (stale or shifted or thin),

@@ -25,7 +25,7 @@ from models.drivers import top_drivers
 from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
 from pipelines import monitor, registry
 from pipelines.features import stage_and_build
-from pipelines.io import atomic_path, write_table
+from pipelines.io import exclusive, provenance, write_table
 from pipelines.train import own_columns_of
 from pipelines.validate import data_end_date, load_data_folder
 
@@ -156,6 +156,7 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
         "top_risks": [" | ".join(r) for r in risks],
         "top_strengths": [" | ".join(st) for st in strengths],
         "model_version": version, "horizon_days": horizon,
+        "scored_by": f"healthscore {provenance()['healthscore']}",
         "reference_score": round(scale.reference_score(base), 2),
     })
     by_group = by_group.round(2)
@@ -166,18 +167,24 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     lap("drivers")
 
     history_dir = history_dir or out.parent / "score_history"
-    scores, alerts, runs = _trend_and_alerts(scores, history_dir, version, s.debounce_runs, s.bands)
-    lap("history")
-    progress("checking freshness, coverage, drift and realised performance")
-    findings = monitor.check(watch, as_of, model, version, horizon, X, health, group_of, runs, config)
-    lap("monitoring")
-    progress("writing")
-    write_table(scores, out, spreadsheet_safe=True)
-    if out.suffix.lower() == ".csv":  # the CRM file; pipelines (and the report) read Parquet
-        write_table(scores, parquet_beside(out))
-    monitor.write_findings(findings, monitor.findings_path(out))
-    monitor.log_findings(findings, config)
-    lap("writing")
+    # Runs sharing a score history take turns from appending to it until their outputs
+    # are written, so two runs started at once cannot interleave their history, alerts
+    # and exports.
+    with exclusive(history_dir, "the score history", progress):
+        scores, alerts, runs = _trend_and_alerts(scores, history_dir, version, s.debounce_runs,
+                                                 s.bands)
+        lap("history")
+        progress("checking freshness, coverage, drift and realised performance")
+        findings = monitor.check(watch, as_of, model, version, horizon, X, health, group_of, runs,
+                                 config)
+        lap("monitoring")
+        progress("writing")
+        write_table(scores, out, spreadsheet_safe=True)
+        if out.suffix.lower() == ".csv":  # the CRM file; pipelines (and the report) read Parquet
+            write_table(scores, parquet_beside(out))
+        monitor.write_findings(findings, monitor.findings_path(out))
+        monitor.log_findings(findings, config)
+        lap("writing")
     return ScoreResult(scores, alerts, version, history_dir, seconds, findings)
 
 
