@@ -24,6 +24,8 @@ VERSION ?=
 MODEL ?=
 SCORES ?= outputs/scores.csv
 REPORT ?= outputs/report.html
+MONITOR ?= outputs/monitor.json
+HISTORY ?= $(dir $(SCORES))score_history
 BACKFILL ?=
 MLFLOW_PORT ?= 5000
 REASON ?=
@@ -90,6 +92,9 @@ retrain: install ## Validate DATA, retrain on the newest outcomes; the gate deci
 
 score: install ## Score DATA as of AS_OF with the champion (or MODEL=uri) into SCORES (BACKFILL=n weekly runs)
 	$(HS) score --data $(DATA) --out $(SCORES) $(if $(AS_OF),--as-of $(AS_OF)) $(if $(MODEL),--model $(MODEL)) $(if $(BACKFILL),--backfill $(BACKFILL)) $(if $(CONFIG),--config $(CONFIG))
+
+monitor: install ## Freshness, coverage, drift and realised performance of DATA's scores (AS_OF, MODEL, HISTORY) into MONITOR
+	$(HS) monitor --data $(DATA) --out $(MONITOR) $(if $(AS_OF),--as-of $(AS_OF)) $(if $(MODEL),--model $(MODEL)) $(if $(HISTORY),--history $(HISTORY)) $(if $(CONFIG),--config $(CONFIG))
 
 report: install ## The HTML portfolio report and health cards of SCORES (DATA) into REPORT
 	$(HS) report --data $(DATA) --scores $(SCORES) --out $(REPORT) $(if $(CONFIG),--config $(CONFIG))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -64,3 +67,57 @@ def test_replacing_a_file_with_random_bytes(tmp_path_factory, file, content):
 def test_header_only_optional_or_required(data_folder, file):
     header = VALID_FOLDER[file].splitlines()[0] + "\n"
     _check(data_folder(**{file.removesuffix(".csv"): header}))
+
+
+# Typed sources (Parquet files, DuckDB tables) bring their own column types: any column may
+# arrive as numbers, booleans, timestamps, text or nothing at all.
+def _column(kind: str, n: int, draw) -> pa.Array:
+    values = {
+        "int": st.integers(-2**40, 2**40),
+        "float": st.floats(allow_nan=True, allow_infinity=True),
+        "bool": st.booleans(),
+        "text": st.text(max_size=12),
+        "timestamp": st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2999, 1, 1)),
+        "date": st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2999, 1, 1)),
+    }[kind]
+    items = draw(st.lists(st.one_of(st.none(), values), min_size=n, max_size=n))
+    return pa.array(items, type={"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
+                                 "text": pa.string(), "timestamp": pa.timestamp("us"),
+                                 "date": pa.date32()}[kind])
+
+
+KINDS = ["int", "float", "bool", "text", "timestamp", "date"]
+TYPED = ["accounts", "subscriptions", "events", "tickets", "invoices"]
+
+
+@settings(deadline=None, max_examples=25,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(source=st.sampled_from(TYPED), data=st.data(), as_duckdb=st.booleans())
+def test_typed_sources_with_any_column_types(tmp_path_factory, source, data, as_duckdb):
+    from healthscore.contract import SOURCES
+
+    folder = tmp_path_factory.mktemp("typed")
+    for name, text in VALID_FOLDER.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    n = data.draw(st.integers(0, 6))
+    columns = [c.name for c in SOURCES[source].columns]
+    chosen = data.draw(st.lists(st.sampled_from(columns), unique=True, min_size=1))
+    table = pa.table({c: _column(data.draw(st.sampled_from(KINDS)), n, data.draw) for c in chosen})
+    (folder / f"{source}.csv").unlink()
+    if as_duckdb:
+        import duckdb
+
+        target = folder / "book.duckdb"
+        con = duckdb.connect(str(target))
+        for name, text in VALID_FOLDER.items():
+            stem = name.split(".")[0]
+            if stem != source:
+                con.execute(f"CREATE TABLE {stem} AS SELECT * FROM read_csv('{folder / name}', all_varchar=true)")
+        con.register("generated", table)
+        con.execute(f'CREATE TABLE "{source}" AS SELECT * FROM generated')
+        con.close()
+        _check(target)
+    else:
+        pq.write_table(table, folder / f"{source}.parquet")
+        _check(folder)
+    shutil.rmtree(folder)
