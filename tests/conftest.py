@@ -132,3 +132,17 @@ def scoring_book(tmp_path_factory):
     registry.promote("healthscore", version, "test", "test")
     mp.undo()
     return root, data, as_of
+
+
+@pytest.fixture(scope="module")
+def scoring_store(scoring_book):
+    """The shared scoring book with MLflow pointed at its store for one test module.
+
+    Yields (root, data folder, the data's last day as a date)."""
+    import pandas as pd
+
+    root, data, as_of = scoring_book
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    yield root, data, pd.Timestamp(as_of).date()
+    mp.undo()

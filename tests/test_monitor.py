@@ -23,12 +23,8 @@ CONFIG = Config()
 
 
 @pytest.fixture(scope="module")
-def setup(scoring_book):
-    root, data, as_of = scoring_book
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    yield root, data, pd.Timestamp(as_of).date()
-    mp.undo()
+def setup(scoring_store):
+    return scoring_store
 
 
 def test_psi_flags_a_shift_and_not_a_second_sample_of_the_same_distribution():

@@ -30,12 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def setup(scoring_book):
-    root, data, as_of = scoring_book
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    yield root, data, pd.Timestamp(as_of).date()
-    mp.undo()
+def setup(scoring_store):
+    return scoring_store
 
 
 def _env(store: Path) -> dict:
