@@ -143,22 +143,21 @@ def metric_history(
     events = events.filter(horizon)
     key, advanced = list(config.key_features), list(config.advanced_features)
     types = list(dict.fromkeys([*config.event_types, *key]))
-    # Daily aggregates: one grouped pass over raw events, per account, user and day (events
-    # without a user form one group per account and day). Everything below windows over
-    # these, never over events, and never once per snapshot.
-    per_user = keep(events.group_by(["account_id", "user_id", "day"]).aggregate(
+    # Daily aggregates: the grouped passes over raw events. Everything below windows
+    # over these, never over events, and never once per snapshot.
+    account_day = events.group_by(["account_id", "day"]).aggregate(
         events=_int_sum(events.n),
         advanced=_int_sum(events.n, where=events.event.isin(advanced)).fill_null(0)
         if advanced else ibis.literal(0, "int64"),
         **{f"e_{i}": _int_sum(events.n, where=events.event == t).fill_null(0)
            for i, t in enumerate(types)},
-    ))
-    tallies = ["events", "advanced", *(f"e_{i}" for i in range(len(types)))]
-    # Distinct by construction: one row per named user and day.
-    named = per_user.filter(per_user.user_id.notnull())
-    user_day = named.select("account_id", "user_id", "day")
-    account_day = keep(per_user.group_by(["account_id", "day"]).aggregate(
-        **{c: _int_sum(per_user[c]) for c in tallies}, users=per_user.user_id.count()))
+    )
+    named = events.filter(events.user_id.notnull())
+    user_day = keep(named.select("account_id", "user_id", "day").distinct())
+    users_day = user_day.group_by(["account_id", "day"]).aggregate(users=user_day.user_id.count())
+    account_day = account_day.left_join(users_day, ["account_id", "day"]).drop(
+        "account_id_right", "day_right")
+    account_day = keep(account_day.mutate(users=account_day.users.fill_null(0)))
     valued = events.filter(events.value.notnull())
     value_day = valued.group_by(["account_id", "day", "event"]).aggregate(
         value=valued.value.sum())
@@ -238,11 +237,9 @@ def metric_history(
     out = out.left_join(users, KEYS).drop("account_id_right", "as_of_date_right")
     if key:
         # Adoption is counted at the snapshots only (not the peak-only ones): 30 days back.
-        # A named user used a key feature on a day when that day's count of it is above 0.
-        lately = named.filter(named.day > min(snapshots) - dt.timedelta(days=30))
-        used = [lately.filter(lately[f"e_{index[f]}"] > 0).select(
-                    "account_id", "user_id", event=ibis.literal(f), day=lately.day) for f in key]
-        key_user_day = keep(used[0].union(*used[1:], distinct=False) if len(used) > 1 else used[0])
+        recent_days = named.day > min(snapshots) - dt.timedelta(days=30)
+        key_user_day = keep(named.filter(named.event.isin(key) & recent_days).select(
+            "account_id", "user_id", "event", "day").distinct())
         points = g.mutate(at=_day_number(g.as_of_date))
         adoption = _distinct_users_at(key_user_day, points, 30, split=("event", key))
         adoption = adoption.select(*KEYS, **{f"ku_{i}": adoption[f"users_{i}"]
