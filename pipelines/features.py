@@ -90,8 +90,12 @@ def metric_history_on_spark(folder: Path, as_of: dt.date, config: Config,
     from pipelines import spark
 
     con = spark.connect(config.engine)
-    return _run(con, spark.read_staged(con, folder), as_of, config, materialize=spark.stager(con),
-                snapshots=snapshots)
+    keep = spark.stager(con)
+    try:
+        return _run(con, spark.read_staged(con, folder), as_of, config, materialize=keep,
+                    snapshots=snapshots)
+    finally:
+        keep.release()
 
 
 def _sql_path(path: Path) -> str:

@@ -102,6 +102,7 @@ def check(inputs: Inputs, as_of: dt.date, model, version: str, horizon_days: int
         "drift_watch": watch,
         "coverage": None if coverage is None else _records(coverage),
         "performance": _records(performance),
+        "history_runs": None if runs is None else int(runs["as_of_date"].nunique()),
         "thresholds": {"psi_watch": monitoring.PSI_WATCH, "psi_shift": monitoring.PSI_ALERT,
                        "coverage_drop": monitoring.COVERAGE_DROP},
         "note": None if profile is not None else (
@@ -194,8 +195,11 @@ def summary(findings: dict) -> list[str]:
         lines.append(f"realised: {len(perf)} run(s) with known outcomes; latest "
                      f"{last['as_of_date']}: ROC-AUC {auc}, predicted {last['mean_predicted']:.1%} "
                      f"vs observed {last['observed_rate']:.1%} churn")
+    elif findings.get("history_runs") is None:
+        lines.append("realised: no score history given (--history DIR)")
     else:
-        lines.append("realised: no score run has known outcomes yet")
+        lines.append(f"realised: none of the {findings['history_runs']} score run(s) in the "
+                     "history has known outcomes yet")
     return lines
 
 

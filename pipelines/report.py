@@ -33,7 +33,7 @@ from models.evaluation import reliability
 from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
 from pipelines import monitor, registry
 from pipelines.features import stage_and_build
-from pipelines.io import atomic_path
+from pipelines.io import atomic_path, provenance
 from pipelines.score import parquet_beside, read_runs
 from pipelines.train import own_columns_of
 from pipelines.validate import load_data_folder
@@ -274,6 +274,7 @@ def _payload(scores, runs, backtest, freshness, metrics, metric_catalog, config,
             "as_of": as_of, "model_version": str(s["model_version"].iloc[0]),
             "horizon_days": int(s["horizon_days"].iloc[0]) if "horizon_days" in s else None,
             "generated": pd.Timestamp.now("UTC").strftime("%Y-%m-%d %H:%M UTC"),
+            "versions": provenance(),
             "scheme": scheme, "bands": order, "at_risk_bands": sorted(at_risk, key=order.index),
             "reference_score": float(s["reference_score"].iloc[0]) if "reference_score" in s else None,
             "fixed_thresholds": [40, 60, 80] if scheme == "fixed" else [],

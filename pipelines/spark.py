@@ -70,14 +70,27 @@ def stager(con):
     engine reuses the daily aggregates several times; uncached, Spark would recompute them
     for each use). Not ``Table.cache()``: in ibis 12 that skips registering the in-memory
     snapshot dates with Spark."""
-    names = (f"_stage_{i}" for i in itertools.count())
+    counter = itertools.count()
 
     def keep(table):
-        name = next(names)
+        name = f"_stage_{next(counter)}"
         view = con.create_view(name, table, overwrite=True)
         con.raw_sql(f"CACHE TABLE `{name}`")
+        keep.names.append(name)
         return view
 
+    def release() -> None:
+        """Free the cached intermediates (a long-lived session would otherwise keep them)."""
+        # Uncache while every view still exists (a view is analysed through the ones it
+        # reads), then drop the newest first.
+        for name in keep.names:
+            con.raw_sql(f"UNCACHE TABLE IF EXISTS `{name}`")
+        for name in reversed(keep.names):
+            con.raw_sql(f"DROP VIEW IF EXISTS `{name}`")  # ibis 12's drop_view loses the name
+        keep.names.clear()
+
+    keep.names = []
+    keep.release = release
     return keep
 
 

@@ -62,6 +62,7 @@ def test_report_numbers_match_the_scores(built):
     at_risk = scores.loc[scores["band"].isin(["Critical", "At-risk"]), "arr"].sum()
     assert payload["kpis"]["at_risk_arr"] == pytest.approx(at_risk)
     assert payload["meta"]["runs"] == 3
+    assert payload["meta"]["versions"]["healthscore"] and payload["meta"]["versions"]["lightgbm"]
     assert set(payload["cards"]) == set(scores["account_id"])
     # Each card's score history is the three runs; the last one is today's score.
     account = scores.dropna(subset=["health_score"]).iloc[0]

@@ -129,7 +129,8 @@
   // ----------------------------------------------------------------- portfolio
   const meta = D.meta;
   byId("subtitle").textContent = `Model v${meta.model_version} · churn within ${meta.horizon_days} days · ` +
-    `${meta.runs} scoring run(s) in the history · bands: ${meta.scheme} · generated ${meta.generated}`;
+    `${meta.runs} scoring run(s) in the history · bands: ${meta.scheme} · generated ${meta.generated}` +
+    ` by healthscore ${meta.versions.healthscore} (LightGBM ${meta.versions.lightgbm || "?"}, DuckDB ${meta.versions.duckdb || "?"})`;
   const k = D.kpis;
   byId("kpis").append(
     ...[["Accounts scored", fmt.int(k.scored) + (k.accounts !== k.scored ? ` of ${fmt.int(k.accounts)}` : "")],
