@@ -266,9 +266,9 @@
     const row = el("div", { class: "row" });
     if (M.drift) {
       const top = M.drift.filter((d) => d.status !== "clock").slice(0, 12);
-      row.append(el("div", { class: "panel" }, el("h3", {}, "Drift against the training date (PSI, largest first)"),
-        table(["Metric", "PSI", "Status", "Missing then", "Missing now"],
-          top.map((d) => [d.metric, fmt.num(d.psi, 3), d.status, fmt.pct(d.missing_then), fmt.pct(d.missing_now)]), [0, 1, 0, 1, 1]),
+      mon.append(el("div", { class: "panel" }, el("h3", {}, "Drift against the training date (PSI, largest first)"),
+        table(["Metric", "PSI", "Status", "Missing"],
+          top.map((d) => [d.metric, fmt.num(d.psi, 2), d.status, fmt.pct(d.missing_then) + " → " + fmt.pct(d.missing_now)]), [0, 1, 0, 1]),
         el("p", { class: "muted" }, `PSI below ${M.thresholds.psi_watch} is stable, above ${M.thresholds.psi_shift} a shift (plus the noise a book of this size shows by chance). Tenure and term length move with the calendar and are not alerted.`)));
       row.append(el("div", { class: "panel" }, el("h3", {}, "Accounts with data, per metric group"),
         table(["Group", "At training", "Now", ""], M.coverage.map((c) => [c.group, fmt.pct(c.training), fmt.pct(c.now), c.flagged ? "fell" : ""]), [0, 1, 1, 0])));
