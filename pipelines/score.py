@@ -280,8 +280,10 @@ def read_runs(history_dir: Path, as_of: pd.Timestamp) -> pd.DataFrame:
         return pd.DataFrame(columns=["account_id", "as_of_date", "health_score", "band",
                                      "model_version", "churn_probability"])
     runs = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    runs = (runs.sort_values(["as_of_date", "model_version"])
-            .drop_duplicates(["account_id", "as_of_date"], keep="last"))
+    # Registry versions are numbers kept as text: version 10 is newer than version 9.
+    runs["_version"] = pd.to_numeric(runs["model_version"], errors="coerce")
+    runs = (runs.sort_values(["as_of_date", "_version", "model_version"])
+            .drop_duplicates(["account_id", "as_of_date"], keep="last").drop(columns="_version"))
     return runs.loc[runs["as_of_date"] <= as_of].sort_values(["account_id", "as_of_date"])
 
 

@@ -123,3 +123,17 @@ def test_metrics_that_do_not_match_the_model_are_a_clear_error(setup, tmp_path):
     other = Config(metrics=CONFIG.metrics.model_copy(update={"event_types": ("login",)}))
     with pytest.raises(HealthscoreError, match="needs metrics this data does not produce: event_"):
         score(data, as_of, other, tmp_path / "s.csv", progress=lambda m: None)
+
+
+def test_the_newest_model_version_wins_a_day_by_number_not_text(tmp_path):
+    from pipelines.io import write_table
+    from pipelines.score import read_runs
+
+    day = pd.Timestamp("2026-09-30")
+    for version, health in (("9", 40.0), ("10", 70.0)):
+        write_table(pd.DataFrame({"account_id": ["a"], "as_of_date": [day], "health_score": [health],
+                                  "band": ["x"], "model_version": [version],
+                                  "churn_probability": [0.1]}),
+                    tmp_path / f"as_of={day:%Y-%m-%d}" / f"model={version}.parquet")
+    runs = read_runs(tmp_path, day)
+    assert runs["model_version"].tolist() == ["10"] and runs["health_score"].tolist() == [70.0]
