@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from models.observations import label_observations
+
 PSI_WATCH = 0.1
 PSI_ALERT = 0.25
 # Coverage (share of accounts with data) lower than at training by this much is flagged.
@@ -212,8 +214,6 @@ def realised_performance(runs: pd.DataFrame, churn_events: pd.DataFrame, data_en
         ``roc_auc`` (empty when only one class occurred), ``mean_predicted``,
         ``observed_rate``, ``brier``.
     """
-    from models.observations import label_observations
-
     runs = runs.dropna(subset=["churn_probability"])
     known = runs["as_of_date"] + pd.Timedelta(days=horizon_days + grace_days) <= data_end
     runs = runs.loc[known]

@@ -29,7 +29,7 @@ MAX_SPLITS = 62  # pattern codes are int64 bit masks
 
 def _splits(node: dict, out: list[dict]) -> bool:
     """Collect the internal nodes below ``node``; False if one is not a plain numeric split."""
-    if "leaf_index" in node or "leaf_value" in node and "split_index" not in node:
+    if "split_index" not in node:  # a leaf
         return "leaf_coeff" not in node  # linear trees: leaf outputs depend on the row
     if node.get("decision_type") != "<=":
         return False

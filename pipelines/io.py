@@ -9,8 +9,10 @@ folder and is renamed into place, so a failed run never leaves half-written outp
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import json
+import math
 import gzip
 import os
 import re
@@ -20,6 +22,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -316,6 +319,30 @@ def write_table(table: pd.DataFrame, target: Path, source: str | None = None,
                 compression={"method": "gzip", "mtime": 0} if suffix == ".csv.gz" else None,
             )
     return target
+
+
+def json_ready(value, digits: int = 4):
+    """Tables' values as JSON values: NaN and infinities become null, NumPy scalars plain
+    numbers (floats rounded to ``digits``), dates ``YYYY-MM-DD``; dicts and lists recursively.
+
+    >>> json_ready({"x": np.float64("nan"), "d": pd.Timestamp("2026-09-30"), "ok": np.bool_(True)})
+    {'x': None, 'd': '2026-09-30', 'ok': True}
+    """
+    if isinstance(value, dict):
+        return {str(k): json_ready(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v, digits) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(value) or math.isinf(value) else round(float(value), digits)
+    if isinstance(value, np.integer):
+        return int(value)
+    if value is None or value is pd.NaT:  # NaT first: it is a datetime too
+        return None
+    if isinstance(value, (pd.Timestamp, dt.date)):
+        return f"{value:%Y-%m-%d}"
+    return value
 
 
 PROVENANCE = ("lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "duckdb", "ibis-framework",

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from features.lifecycle import churn_events
 from healthscore.config import Config
 from healthscore.contract import SOURCES
 from models import monitoring
-from pipelines.io import atomic_path, provenance
+from pipelines.io import atomic_path, json_ready, provenance
 
 # Sources whose dates are contract terms or sign-up days, not a feed that can go stale.
 NOT_FEEDS = ("accounts", "subscriptions", "onboarding")
@@ -112,24 +111,7 @@ def check(inputs: Inputs, as_of: dt.date, model, version: str, horizon_days: int
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
-    out = []
-    for row in frame.to_dict("records"):
-        out.append({k: _plain(v) for k, v in row.items()})
-    return out
-
-
-def _plain(value):
-    if isinstance(value, pd.Timestamp):
-        return value.date().isoformat()
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else round(float(value), 6)
-    if value is None or value is pd.NaT:
-        return None
-    return value
+    return [json_ready(row, 6) for row in frame.to_dict("records")]
 
 
 def findings_path(scores_out: Path) -> Path:

@@ -11,9 +11,7 @@ metric histories against the portfolio median, playbook actions).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import math
 import tempfile
 from dataclasses import dataclass
 from importlib import resources
@@ -33,7 +31,7 @@ from models.evaluation import reliability
 from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
 from pipelines import monitor, registry
 from pipelines.features import stage_and_build
-from pipelines.io import atomic_path, provenance
+from pipelines.io import atomic_path, json_ready, provenance
 from pipelines.score import parquet_beside, read_runs
 from pipelines.train import own_columns_of
 from pipelines.validate import load_data_folder
@@ -111,28 +109,11 @@ def script_json(value) -> str:
     >>> script_json({"name": "</script><b>", "x": float("nan")})
     '{"name": "\\\\u003c/script\\\\u003e\\\\u003cb\\\\u003e", "x": null}'
     """
-    text = json.dumps(_clean(value), allow_nan=False, ensure_ascii=False)
+    text = json.dumps(json_ready(value), allow_nan=False, ensure_ascii=False)
     for char, code in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
                        ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
         text = text.replace(char, code)
     return text
-
-
-def _clean(value):
-    """NaN and numpy scalars to JSON values."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if math.isnan(value) or math.isinf(value) else round(float(value), 4)
-    if isinstance(value, np.integer):
-        return int(value)
-    if value is None or value is pd.NaT:  # NaT first: it is a datetime too
-        return None
-    if isinstance(value, (pd.Timestamp, dt.date)):
-        return f"{value:%Y-%m-%d}"
-    return value
 
 
 def _read_scores(path: Path) -> pd.DataFrame:
