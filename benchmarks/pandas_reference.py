@@ -342,8 +342,10 @@ def _csm_notes(notes: pd.DataFrame, day: pd.Timestamp) -> pd.DataFrame:
 
 
 def _latest(table: pd.DataFrame, stamp: str, value: str) -> pd.Series:
-    """Per account, ``value`` of the row with the latest ``stamp``."""
-    return table.sort_values(stamp).groupby("account_id")[value].last()
+    """Per account, the mean ``value`` of the rows stamped at its latest ``stamp`` (the
+    contract's tie rule: the result never depends on row order)."""
+    latest = table.groupby("account_id")[stamp].transform("max")
+    return table.loc[table[stamp] == latest].groupby("account_id")[value].mean()
 
 
 def _onboarding(milestones: pd.DataFrame, accounts: pd.DataFrame, grid: pd.Index,

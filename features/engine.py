@@ -23,9 +23,10 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from features import groups
-from features.catalog import _slug, metric_names
+from features.catalog import _slug, available_columns, metric_names
 from features.groups import in_window
 from healthscore.config import MetricsConfig
+from healthscore.contract import SOURCES, Kind
 
 KEYS = groups.KEYS
 # Counts that are 0, not missing, when their source is present but has no rows in the window.
@@ -125,6 +126,10 @@ def metric_history(
         particular row order (sorting is cheaper in the caller than in the engine).
     """
     keep = materialize or (lambda t: t)
+    # What the data has decides which metrics exist; every definition below may then
+    # read any contract column (an absent one is empty, so what needs it is dropped).
+    present = available_columns(tables)
+    tables = complete_optional_columns(tables)
     grid = keep(_grid(tables["subscriptions"], tables["accounts"], _dates(snapshots)))
     peak_only = sorted(set(peak_snapshots) - set(snapshots))
     peak_grid = keep(_active(tables["subscriptions"], _dates(peak_only))) if peak_only else None
@@ -312,9 +317,33 @@ def metric_history(
         events_count_drop_from_peak=1 - _ratio(out.events_count_30d, out._peak_events),
         active_users_drop_from_peak=1 - _ratio(out.active_users_count_30d, out._peak_users),
     )
-    sources = set(tables)
     own = own_metric_columns(tables)
-    return out.select(*KEYS, *metric_names(config, sources, own))
+    return out.select(*KEYS, *metric_names(config, present, own))
+
+
+def complete_optional_columns(tables: Mapping[str, ir.Table]) -> dict[str, ir.Table]:
+    """Each contract source with its absent optional columns added, empty and typed;
+    an absent ``count`` is 1 per event, as the contract says.
+
+    Metrics that need an absent column come out empty here, and :func:`metric_history`
+    leaves them out (see :meth:`features.catalog.Metric.missing`).
+    """
+    out = {}
+    for name, table in tables.items():
+        source = SOURCES.get(name)
+        fill = {} if source is None else {
+            c.name: _empty(c.kind) for c in source.columns if c.name not in table.columns}
+        if name == "events" and "count" in fill:
+            fill["count"] = ibis.literal(1, "int64")
+        out[name] = table.mutate(**fill) if fill else table
+    return out
+
+
+def _empty(kind: Kind) -> ir.Value:
+    """An empty value of a contract type, as the validated tables hold it (dates as
+    timestamps)."""
+    return ibis.null({Kind.STRING: "string", Kind.DATE: "timestamp", Kind.TIMESTAMP: "timestamp",
+                      Kind.INT: "int64", Kind.FLOAT: "float64"}[kind])
 
 
 def own_metric_columns(tables: Mapping[str, ir.Table]) -> tuple[str, ...]:

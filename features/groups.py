@@ -22,6 +22,18 @@ def in_window(day: ir.Value, as_of: ir.Value, days: int) -> ir.BooleanValue:
     return (day <= as_of) & (day > as_of - ibis.interval(days=days))
 
 
+def latest_time(j: ir.Table, at: ir.TimestampValue,
+                where: ir.BooleanValue | None = None) -> ir.TimestampValue:
+    """The latest ``at`` (among rows ``where`` holds) of each snapshot key of ``j``.
+
+    The tie rule of every "latest" metric: the mean of the values stamped with this
+    time, so the result never depends on row order (several records of an account can
+    share a timestamp: a survey campaign, a midnight export).
+    """
+    stamped = at if where is None else ibis.ifelse(where, at, ibis.null("timestamp"))
+    return stamped.max().over(ibis.window(group_by=[j.account_id, j.as_of_date]))
+
+
 def _pair(g: ir.Table, source: ir.Table, day: str, days: int) -> ir.Table:
     """Snapshot keys joined with a source's rows dated in the window before each snapshot."""
     return g.join(source, [g.account_id == source.account_id,
@@ -65,9 +77,12 @@ def sentiment_surveys(g: ir.Table, surveys: ir.Table) -> ir.Table:
     s = surveys.mutate(day=surveys.responded_at.date())
     j = _pair(g, s, "day", 365)
     nps = j.kind == "nps"
+    j = j.mutate(_latest=latest_time(j, j.responded_at, nps))
+    nps = j.kind == "nps"
     recent = in_window(j.day, j.as_of_date, 180)
     return j.group_by(KEYS).aggregate(
-        nps_score_latest=j.score.argmax(j.responded_at, where=nps),
+        # Ties: a campaign stamps many responses with one time; the latest is their mean.
+        nps_score_latest=j.score.mean(where=nps & (j.responded_at == j._latest)),
         nps_score_mean_180d=j.score.mean(where=nps & recent),
         nps_score_change_180d=j.score.mean(where=nps & recent) - j.score.mean(where=nps & ~recent),
         nps_promoter_share_365d=(j.score >= 9).cast("float64").mean(where=nps),
@@ -79,10 +94,11 @@ def sentiment_surveys(g: ir.Table, surveys: ir.Table) -> ir.Table:
 def sentiment_csm(g: ir.Table, notes: ir.Table) -> ir.Table:
     n = notes.mutate(day=notes.recorded_at.date())
     j = _pair(g, n, "day", 365)
+    j = j.mutate(_latest=latest_time(j, j.recorded_at))
     recent = in_window(j.day, j.as_of_date, 90)
     previous = ~recent & in_window(j.day, j.as_of_date, 180)
     return j.group_by(KEYS).aggregate(
-        csm_sentiment_latest=j.sentiment.argmax(j.recorded_at),
+        csm_sentiment_latest=j.sentiment.mean(where=j.recorded_at == j._latest),
         csm_sentiment_change_90d=j.sentiment.mean(where=recent) - j.sentiment.mean(where=previous),
     )
 
