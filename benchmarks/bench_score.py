@@ -52,8 +52,9 @@ def _model_uri(workdir: Path, train_accounts: int) -> str:
     data = workdir / f"train-book-{train_accounts}"
     if not (data / MARKER).exists():
         write_demo_data(data, SimulationConfig(n_accounts=train_accounts, seed=7))
-    known, _, _, metric_catalog, current = build_observations(data, None, config, lambda m: None)
-    model = fit_final(known, config.model, metric_catalog, current=current)[0]
+    training = build_observations(data, None, config, lambda m: None)
+    known = training.known
+    model = fit_final(known, config.model, training.catalog, current=training.current)[0]
     registry.connect("bench")
     with mlflow.start_run():
         logged = registry.log_model(model, config.model.horizon_days, {}, known.tail(20))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sklearn.metrics import roc_auc_score
 
-from features.catalog import catalog
+from features.catalog import available_columns, catalog
 from features.lifecycle import churn_events
 from healthscore.config import Config
 from healthscore.simulate import SimulationConfig, oracle_churn_probability, simulate_book
@@ -41,7 +41,7 @@ def run(seed: int, accounts: int, config: Config) -> dict[str, float]:
     observations = known_by(label_observations(history, churns, m.horizon_days, m.lead_days,
                                                config.grace_days), as_of).reset_index(drop=True)
     own = tuple(c for c in tables["account_metrics"].columns if c not in ("account_id", "as_of_date"))
-    predictions, summary = backtest(observations, m, catalog(config.metrics, set(tables), own))
+    predictions, summary = backtest(observations, m, catalog(config.metrics, available_columns(tables), own))
     pooled = summary["pooled"].set_index("model")
     rows = predictions.loc[predictions["model"] == "lightgbm"]
     oracle = roc_auc_score(rows["y"], oracle_churn_probability(rows, book.truth["renewals"],

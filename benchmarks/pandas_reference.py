@@ -29,7 +29,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from features.catalog import PRIORITIES, _slug, metric_names
+from features.catalog import PRIORITIES, _slug, available_columns, metric_names
 from features.engine import PEAK_DAYS, snapshot_dates
 from healthscore.config import Config, MetricsConfig
 from healthscore.errors import HealthscoreError
@@ -145,7 +145,7 @@ def reference_metric_history(
     if metrics.history_days is not None:
         out = out.loc[out["as_of_date"] >= pd.Timestamp(as_of) - metrics.history_days * DAY]
         out = out.reset_index(drop=True)
-    columns = metric_names(metrics, set(tables), own)
+    columns = metric_names(metrics, available_columns(tables), own)
     out = out[[*KEYS, *columns]]
     return out.astype({c: "int64" for c in columns if c in INTEGERS})
 

@@ -11,11 +11,13 @@ is seen. Tuning uses folds *before* the reported period (see :func:`fold_plan`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from healthscore.config import ModelConfig
+from models.churn_model import split_for_calibration
 from models.evaluation import scores
 
 
@@ -49,6 +51,100 @@ def fold_plan(observations: pd.DataFrame, folds: int, fold_days: int,
     tuning, backtest = plan[:tuning_folds], plan[tuning_folds:]
     return ([Fold(i + 1, f.start, f.end) for i, f in enumerate(backtest)],
             [Fold(i + 1, f.start, f.end) for i, f in enumerate(tuning)])
+
+
+# Shortest folds and calibration window a short book may be cut down to.
+MIN_FOLD_DAYS = 14
+MIN_CALIBRATION_DAYS = 14
+
+
+@dataclass(frozen=True)
+class BacktestPlan:
+    """The backtest a book's labelled history supports.
+
+    Attributes:
+        config: The model settings with the folds, fold length and calibration window
+            actually used (the configured ones when the history allows them).
+        folds: The reported folds, oldest first (empty: too little history to backtest).
+        tuning: The usable tuning folds before them.
+        notes: What was changed from the configuration, and why, in words.
+    """
+
+    config: ModelConfig
+    folds: list[Fold]
+    tuning: list[Fold]
+    notes: list[str] = field(default_factory=list)
+
+
+def can_calibrate(labels: np.ndarray, dates: pd.Series, calibration_days: int) -> bool:
+    """Both outcomes both in the latest ``calibration_days`` of observation dates (held
+    out to calibrate) and in the rows before them (to fit the booster)."""
+    held = split_for_calibration(dates.reset_index(drop=True), calibration_days)
+    labels = np.asarray(labels)
+    return bool(held.any() and not held.all() and len(set(labels[held])) == 2
+                and len(set(labels[~held])) == 2)
+
+
+def fold_usable(observations: pd.DataFrame, fold: Fold, calibration_days: int) -> bool:
+    """A fold can be backtested: test rows, and training rows known by its start that
+    hold both outcomes before and inside the calibration window."""
+    train, test = split(observations, fold)
+    return (not test.empty and train["churned"].nunique() == 2
+            and can_calibrate(train["churned"].to_numpy(), train["as_of_date"], calibration_days))
+
+
+def plan_backtest(observations: pd.DataFrame, config: ModelConfig) -> BacktestPlan:
+    """Size the backtest to the labelled history: the configured folds when every one of
+    them can be trained and tested, else fewer folds, then shorter folds, then a shorter
+    calibration window (never below 14 days), and no backtest at all as the last resort.
+
+    The final model needs only that its own calibration window holds both outcomes;
+    :func:`models.backtest.final_calibration_days` checks that.
+    """
+    configured = (config.folds, config.fold_days, config.calibration_days)
+    for calibration in _halvings(config.calibration_days, MIN_CALIBRATION_DAYS):
+        for fold_days in _halvings(config.fold_days, MIN_FOLD_DAYS):
+            for count in range(config.folds, 0, -1):
+                folds, _ = fold_plan(observations, count, fold_days)
+                if not all(fold_usable(observations, f, calibration) for f in folds):
+                    continue
+                _, tuning = fold_plan(observations, count, fold_days, config.tuning_folds)
+                tuning = [f for f in tuning if fold_usable(observations, f, calibration)]
+                chosen = config.model_copy(update={
+                    "folds": count, "fold_days": fold_days, "calibration_days": calibration})
+                notes = [] if (count, fold_days, calibration) == configured else [
+                    f"the labelled history supports {count} backtest fold(s) of {fold_days} days "
+                    f"with a {calibration}-day calibration window (configured: {config.folds} x "
+                    f"{config.fold_days} days, {config.calibration_days}-day calibration)"]
+                return BacktestPlan(chosen, folds, tuning, notes)
+    wait = int((observations["label_known_at"] - observations["as_of_date"]).max().days)
+    span = int((observations["as_of_date"].max() - observations["as_of_date"].min()).days)
+    return BacktestPlan(config, [], [], [
+        f"no out-of-time backtest: an outcome is known {wait} days after its observation, so a "
+        f"fold needs rows with both outcomes more than {wait} days before it, and the labelled "
+        f"observations span {span} days (a backtest needs about {wait + MIN_FOLD_DAYS + 28} "
+        "with churns throughout); the model is trained and registered, but its quality is "
+        "unmeasured until more outcomes are known"])
+
+
+def final_calibration_days(observations: pd.DataFrame, calibration_days: int) -> int | None:
+    """The longest calibration window, from ``calibration_days`` halving down to a week,
+    in which the final fit can hold out both outcomes (and keep both before it); None
+    when no window can."""
+    labels, dates = observations["churned"].to_numpy(), observations["as_of_date"]
+    return next((d for d in _halvings(calibration_days, 7) if can_calibrate(labels, dates, d)), None)
+
+
+def _halvings(days: int, floor: int) -> list[int]:
+    """``days``, then halved while at least ``floor``.
+
+    >>> _halvings(56, 14)
+    [56, 28, 14]
+    """
+    out = [days]
+    while out[-1] // 2 >= floor:
+        out.append(out[-1] // 2)
+    return out
 
 
 def split(observations: pd.DataFrame, fold: Fold) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -277,9 +277,10 @@ def features(
     from pipelines.features import build_features, parse_as_of
 
     cfg = _with_engine(load_config(config), engine, spark_master)
-    with _progress() as progress:
-        progress.add_task("validating and building the metric history", total=None)
-        history = build_features(data, out_file, parse_as_of(as_of), cfg, memory_limit)
+    with _steps("features") as step:
+        step("validating and building the metric history")
+        history = build_features(data, out_file, parse_as_of(as_of), cfg, memory_limit,
+                                 progress=lambda line: out.print(line.capitalize(), highlight=False))
     dates = history["as_of_date"]
     out.print(
         f"Metric history: {len(history):,} rows ({history['account_id'].nunique():,} accounts x "
@@ -326,6 +327,28 @@ def train(
         cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"horizon_days": horizon})})
     with _steps("training") as step:
         result = run_train(data, parse_as_of(as_of), cfg, step)
+    for line in result.extra.get("not_built", []):
+        out.print(f"Not built: {line}", highlight=False)
+    for note in result.extra.get("notes", []):
+        out.print(f"Backtest sized to the data: {note}", highlight=False)
+    _print_backtest(result, cfg)
+    weights = Table(title="Weights per category: hand-set vs learned")
+    for column in ("category", "hand weight", "LightGBM (share of mean |SHAP|)", "logistic (share of |std. weight|)"):
+        weights.add_column(column, justify="left" if column == "category" else "right")
+    for row in result.weights.to_dict("records"):
+        weights.add_row(row["category"], f"{row['hand_weight']:.0%}", f"{row['lightgbm_shap_share']:.0%}",
+                        f"{row['logistic_weight_share']:.0%}")
+    out.print(weights)
+    out.print(f"MLflow run {result.run_id}; registered version {result.version} as challenger.")
+    out.print(f"Gate: {result.reason}", highlight=False)
+
+
+def _print_backtest(result, cfg) -> None:
+    if result.pooled.empty:
+        out.print(f"No out-of-time backtest ({result.observations:,} observations known by "
+                  f"{result.as_of}, churn rate {result.churn_rate:.1%}): too little labelled "
+                  "history; the model's quality is not measured yet.")
+        return
     table = Table(title=f"Out-of-time backtest ({len(result.folds['fold'].unique())} folds, "
                         f"{result.observations:,} observations known by {result.as_of}, "
                         f"churn rate {result.churn_rate:.1%}, horizon {cfg.model.horizon_days} days)")
@@ -337,15 +360,6 @@ def train(
             "roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "precision_at_capacity",
             "recall_at_capacity", "ece")))
     out.print(table)
-    weights = Table(title="Weights per category: hand-set vs learned")
-    for column in ("category", "hand weight", "LightGBM (share of mean |SHAP|)", "logistic (share of |std. weight|)"):
-        weights.add_column(column, justify="left" if column == "category" else "right")
-    for row in result.weights.to_dict("records"):
-        weights.add_row(row["category"], f"{row['hand_weight']:.0%}", f"{row['lightgbm_shap_share']:.0%}",
-                        f"{row['logistic_weight_share']:.0%}")
-    out.print(weights)
-    out.print(f"MLflow run {result.run_id}; registered version {result.version} as challenger.")
-    out.print(f"Gate: {result.reason}", highlight=False)
 
 
 @app.command()
@@ -448,6 +462,10 @@ def score(
         table.add_row(band, f"{len(rows):,}", f"{rows['arr'].sum():,.0f}",
                       "-" if rows["churn_probability"].isna().all() else f"{rows['churn_probability'].mean():.1%}")
     out.print(table)
+    young = int((scores["band"] == "insufficient_data").sum())
+    if young:
+        out.print(f"{young:,} of {len(scores):,} accounts held back as too new to score (tenure under "
+                  f"{cfg.score.min_tenure_days} days: band insufficient_data, no probability)")
     out.print(f"{len(result.alerts)} band change(s) held for {cfg.score.debounce_runs} runs -> "
               f"{result.history_dir / 'alerts.csv'}")
     out.print(f"Scores -> {out_file}; history -> {result.history_dir}")

@@ -13,7 +13,7 @@ import datetime as dt
 import itertools
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import duckdb
@@ -22,6 +22,7 @@ import ibis.expr.types as ir
 import pandas as pd
 from pydantic import ValidationError
 
+from features.catalog import available_columns, not_built
 from features.engine import PEAK_DAYS, metric_history, snapshot_dates
 from healthscore.config import Config, EngineConfig
 from healthscore.errors import HealthscoreError
@@ -139,6 +140,21 @@ def _run(con, handles: Mapping[str, ir.Table], as_of: dt.date, config: Config,
     return history
 
 
+def metrics_not_built(tables: Mapping[str, pd.DataFrame], config: Config) -> list[str]:
+    """The metrics the validated tables cannot support, in words (one line per absent
+    optional source or column; see :func:`features.catalog.not_built`)."""
+    return not_built(config.metrics, available_columns(tables), own_columns_of(tables))
+
+
+def own_columns_of(tables: Mapping[str, pd.DataFrame]) -> tuple[str, ...]:
+    """The numeric columns of ``account_metrics`` (bring-your-own metrics)."""
+    if "account_metrics" not in tables:
+        return ()
+    frame = tables["account_metrics"]
+    return tuple(c for c in frame.columns if c not in ("account_id", "as_of_date")
+                 and pd.api.types.is_numeric_dtype(frame[c]))
+
+
 def _size(text: str) -> str:
     """A DuckDB memory size such as ``2GB`` or ``512MB``, checked by the config's rule
     (it goes into SQL); ``auto`` is half of the physical memory.
@@ -159,11 +175,16 @@ def _size(text: str) -> str:
 
 def build_features(
     data_dir: Path, out: Path, as_of: dt.date | None, config: Config,
-    memory_limit: str | None = None,
+    memory_limit: str | None = None, progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
-    """Validate ``data_dir``, build the metric history as of ``as_of`` and write it to ``out``."""
+    """Validate ``data_dir``, build the metric history as of ``as_of`` and write it to ``out``.
+
+    ``progress`` hears, once, each metric the data cannot support and why.
+    """
     tables = load_data_folder(data_dir)
     as_of = as_of or data_end_date(tables).date()
+    for line in metrics_not_built(tables, config):
+        (progress or print)(f"not built: {line}")
     history = stage_and_build(tables, as_of, config, memory_limit)
     write_table(history, out)
     return history

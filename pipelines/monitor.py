@@ -44,10 +44,14 @@ class Inputs:
     last_records: dict[str, pd.Timestamp | None]
     usual_gaps: dict[str, float | None]
     churns: pd.DataFrame
+    not_built: list[str]  # metrics the data cannot support, in words
 
 
-def inputs_from_tables(tables: dict[str, pd.DataFrame], as_of: dt.date, grace_days: int) -> Inputs:
-    """Each feed's last record and usual gap, and the churns known, all as of ``as_of``."""
+def inputs_from_tables(tables: dict[str, pd.DataFrame], as_of: dt.date, config: Config) -> Inputs:
+    """Each feed's last record and usual gap, the churns known, all as of ``as_of``, and
+    the metrics the data cannot support."""
+    from pipelines.features import metrics_not_built
+
     end = np.datetime64(as_of, "D")
     last, gaps = {}, {}
     for name, table in tables.items():
@@ -63,8 +67,8 @@ def inputs_from_tables(tables: dict[str, pd.DataFrame], as_of: dt.date, grace_da
         newest = days.max()
         last[name] = pd.Timestamp(newest)
         gaps[name] = monitoring.usual_gap(days.astype(np.int64), RHYTHM_DAYS)
-    churns = churn_events(tables["subscriptions"], pd.Timestamp(as_of), grace_days)
-    return Inputs(last, gaps, churns)
+    churns = churn_events(tables["subscriptions"], pd.Timestamp(as_of), config.grace_days)
+    return Inputs(last, gaps, churns, metrics_not_built(tables, config))
 
 
 def check(inputs: Inputs, as_of: dt.date, model, version: str, horizon_days: int,
@@ -102,6 +106,7 @@ def check(inputs: Inputs, as_of: dt.date, model, version: str, horizon_days: int
         "coverage": None if coverage is None else _records(coverage),
         "performance": _records(performance),
         "history_runs": None if runs is None else int(runs["as_of_date"].nunique()),
+        "not_built": list(inputs.not_built),
         "thresholds": {"psi_watch": monitoring.PSI_WATCH, "psi_shift": monitoring.PSI_ALERT,
                        "coverage_drop": monitoring.COVERAGE_DROP},
         "note": None if profile is not None else (
@@ -136,7 +141,8 @@ def log_findings(findings: dict, config: Config) -> str:
                 f"{len(v)} {k.replace('_', ' ')}" for k, v in alerts.items() if v)))
     with mlflow.start_run(run_name=name) as run:
         mlflow.set_tags({"as_of_date": findings["as_of_date"],
-                         "model_version": findings["model_version"], "ok": str(findings["ok"])})
+                         "model_version": findings["model_version"], "ok": str(findings["ok"]),
+                         "metrics_not_built": str(len(findings.get("not_built", [])))})
         metrics = {f"alerts.{k}": len(v) for k, v in alerts.items()}
         if findings["drift"]:
             metrics["drift.max_psi"] = max(d["psi"] for d in findings["drift"])
@@ -155,7 +161,7 @@ def log_findings(findings: dict, config: Config) -> str:
 
 def summary(findings: dict) -> list[str]:
     """Lines for the terminal."""
-    lines = []
+    lines = [f"not built: {line}" for line in findings.get("not_built", [])]
     stale = [f for f in findings["freshness"] if f["stale"]]
     lines.append("freshness: " + ("every source is current" if not stale else "; ".join(
         f"{f['source']} is stale ({'no records' if f['days_behind'] is None else str(f['days_behind']) + ' days behind'}, "
@@ -189,7 +195,7 @@ def run(data_dir, as_of: dt.date | None, config: Config, out: Path,
         model_uri: str | None = None, history_dir: Path | None = None, progress=print) -> dict:
     """``healthscore monitor``: the checks alone, on the data as of D and the model's view
     of today's accounts (one metric snapshot, no SHAP); writes ``out`` and logs to MLflow."""
-    from features.catalog import catalog
+    from features.catalog import available_columns, catalog
     from pipelines import registry
     from pipelines.features import stage_and_build
     from pipelines.score import read_runs
@@ -199,8 +205,8 @@ def run(data_dir, as_of: dt.date | None, config: Config, out: Path,
     progress("reading the data")
     tables = load_data_folder(data_dir)
     as_of = as_of or data_end_date(tables).date()
-    groups = {m.name: m.group for m in catalog(config.metrics, set(tables), own_columns_of(tables))}
-    inputs = inputs_from_tables(tables, as_of, config.grace_days)
+    groups = {m.name: m.group for m in catalog(config.metrics, available_columns(tables), own_columns_of(tables))}
+    inputs = inputs_from_tables(tables, as_of, config)
     registry.connect(config.model.experiment)
     uri = model_uri or f"models:/{config.model.registered_model}@{registry.CHAMPION}"
     wrapped, version = registry.load(uri)

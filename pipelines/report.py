@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from features.catalog import catalog
+from features.catalog import available_columns, catalog
 from healthscore.config import Config
 from healthscore.contract import SOURCES
 from healthscore.errors import HealthscoreError
@@ -74,7 +74,7 @@ def report(scores_file: Path, data_dir: Path, out: Path, config: Config,
     progress("building the metric histories for the cards")
     tables = load_data_folder(data_dir)
     freshness = _freshness(tables, as_of)
-    metric_catalog = {m.name: m for m in catalog(config.metrics, set(tables), own_columns_of(tables))}
+    metric_catalog = {m.name: m for m in catalog(config.metrics, available_columns(tables), own_columns_of(tables))}
     short = config.model_copy(update={"metrics": config.metrics.model_copy(
         update={"history_days": CARD_WEEKS * config.metrics.snapshot_every_days})})
     metrics = stage_and_build(tables, as_of.date(), short)

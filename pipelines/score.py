@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from features.catalog import catalog
+from features.catalog import available_columns, catalog
 from healthscore.config import Config
 from healthscore.errors import HealthscoreError
 from models.drivers import top_drivers
@@ -94,7 +94,7 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     playbook = load_playbook(s.playbook)
     tables = dict(tables) if tables is not None else load_data_folder(data_dir)
     as_of = as_of or data_end_date(tables).date()
-    metric_catalog = {m.name: m for m in catalog(config.metrics, set(tables), own_columns_of(tables))}
+    metric_catalog = {m.name: m for m in catalog(config.metrics, available_columns(tables), own_columns_of(tables))}
     accounts = tables["accounts"].set_index("account_id")
 
     progress("loading the model")
@@ -105,7 +105,7 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     lap("load")
 
     # The monitor's view of the data, taken before the tables are staged (and freed).
-    watch = monitor.inputs_from_tables(tables, as_of, config.grace_days)
+    watch = monitor.inputs_from_tables(tables, as_of, config)
 
     progress("building the metric history")
     history = stage_and_build(tables, as_of, config, snapshots=scoring_snapshots(
@@ -138,6 +138,13 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     base = float(contributions["base"].iloc[0])
     points = scale.points(contributions.drop(columns="base"), log_odds, base)
     enough = (today["tenure_days_current"] >= s.min_tenure_days).to_numpy()
+    if not enough.any():
+        oldest = int(today["tenure_days_current"].max())
+        raise HealthscoreError(
+            f"every one of the {len(today):,} accounts active on {as_of} is younger than "
+            f"score.min_tenure_days ({s.min_tenure_days} days; the oldest is {oldest} days): none "
+            f"can be scored yet. Score again from {as_of + dt.timedelta(days=s.min_tenure_days - oldest)}, "
+            "or lower score.min_tenure_days in the config")
     health = np.where(enough, health, np.nan)
     probability = np.where(enough, 1 / (1 + np.exp(-log_odds)), np.nan)
     bands = assign_bands(health, s.bands, config.model.capacity)

@@ -18,17 +18,17 @@ import matplotlib.pyplot as plt
 import mlflow
 import pandas as pd
 
-from features.catalog import catalog
+from features.catalog import available_columns, catalog
 from features.lifecycle import churn_events
 from healthscore.config import Config
 from healthscore.errors import HealthscoreError
-from models.backtest import fold_plan, summarise, walk_forward
+from models.backtest import final_calibration_days, plan_backtest, summarise, walk_forward
 from models.churn_model import TooLittleHistory
 from models.observations import known_by, label_observations
 from models.training import backtest, fit_final, fitters
 from pipelines import plots, registry
 from pipelines.io import redact
-from pipelines.features import stage_and_build
+from pipelines.features import metrics_not_built, own_columns_of, stage_and_build
 from pipelines.validate import data_end_date, load_data_folder
 
 Progress = Callable[[str], None]
@@ -51,43 +51,82 @@ class TrainResult:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class TrainingData:
+    """What training learns from, all as of the training date T.
+
+    Attributes:
+        known: Observations whose label is known by T.
+        accounts: The accounts table.
+        as_of: T.
+        catalog: The metric catalog of the metrics this data supports.
+        current: The metric rows as of T itself (the portfolio the model is trained on
+            the data of: the monitor's reference).
+        not_built: The metrics the data cannot support, in words (one line per absent
+            optional source or column).
+    """
+
+    known: pd.DataFrame
+    accounts: pd.DataFrame
+    as_of: dt.date
+    catalog: tuple
+    current: pd.DataFrame
+    not_built: list[str]
+
+
 def build_observations(data_dir: Path, as_of: dt.date | None, config: Config,
-                       progress: Progress = print) -> tuple[pd.DataFrame, pd.DataFrame, dt.date, tuple]:
+                       progress: Progress = print) -> TrainingData:
     """Metric history as of T and its observations labelled with outcomes known by T.
 
-    Returns:
-        (observations with a label known by T, accounts, T, the metric catalog in use,
-        the metric rows as of T itself: the portfolio the model is trained on the data of,
-        the monitor's reference)
+    Raises:
+        HealthscoreError: No churned or no retained outcome is known by T: the message
+            says which, and how much more history the horizon needs.
     """
     tables = load_data_folder(data_dir)
     as_of = as_of or data_end_date(tables).date()
     subscriptions, accounts = tables["subscriptions"], tables["accounts"]
-    metric_catalog = catalog(config.metrics, set(tables), own_columns_of(tables))
+    own = own_columns_of(tables)
+    metric_catalog = catalog(config.metrics, available_columns(tables), own)
+    lost = metrics_not_built(tables, config)
     progress("building the metric history")
     history = stage_and_build(tables, as_of, config)
     churns = churn_events(subscriptions, pd.Timestamp(as_of), config.grace_days)
     m = config.model
     observations = label_observations(history, churns, m.horizon_days, m.lead_days, config.grace_days)
     known = known_by(observations, pd.Timestamp(as_of)).reset_index(drop=True)
-    if known.empty or known["churned"].nunique() < 2:
-        raise HealthscoreError(
-            f"as of {as_of} no observation has a known {m.horizon_days}-day outcome with both "
-            "churned and retained accounts: the data is too short for this horizon "
-            f"(needs observations older than horizon + lead + grace = "
-            f"{m.horizon_days + m.lead_days + config.grace_days} days)"
-        )
+    _check_learnable(known, observations, as_of, config)
     current = history.loc[history["as_of_date"] == pd.Timestamp(as_of)].reset_index(drop=True)
-    return known, accounts, as_of, metric_catalog, current
+    return TrainingData(known, accounts, as_of, metric_catalog, current, lost)
 
 
-def own_columns_of(tables: dict[str, pd.DataFrame]) -> tuple[str, ...]:
-    """The numeric columns of ``account_metrics`` (bring-your-own metrics)."""
-    if "account_metrics" not in tables:
-        return ()
-    frame = tables["account_metrics"]
-    return tuple(c for c in frame.columns if c not in ("account_id", "as_of_date")
-                 and pd.api.types.is_numeric_dtype(frame[c]))
+def _check_learnable(known: pd.DataFrame, observations: pd.DataFrame, as_of: dt.date,
+                     config: Config) -> None:
+    """Stop with what is missing when the known outcomes cannot teach a model anything."""
+    m = config.model
+    wait = m.horizon_days + m.lead_days + config.grace_days
+    window = (f"an observation's {m.horizon_days}-day outcome is known {wait} days after it "
+              f"(horizon {m.horizon_days} + lead {m.lead_days} + grace {config.grace_days})")
+    if observations.empty:
+        raise HealthscoreError(f"as of {as_of} no account is active at any snapshot: "
+                               "nothing to learn from (check subscriptions' dates)")
+    if known.empty:
+        first = observations["as_of_date"].min()
+        ready = first + pd.Timedelta(days=wait)
+        more = (ready - pd.Timestamp(as_of)).days
+        raise HealthscoreError(
+            f"as of {as_of} no outcome is known yet: {window}, and the first snapshot is "
+            f"{first.date()}, so the first outcome is known on {ready.date()}: about {more} more "
+            f"days of history are needed (or a shorter --horizon)")
+    churned = int(known["churned"].sum())
+    if churned == 0 or churned == len(known):
+        which = ("no churn" if churned == 0 else "no retained account")
+        raise HealthscoreError(
+            f"as of {as_of} {which} is known among {len(known):,} labelled observations "
+            f"({known['account_id'].nunique():,} accounts, snapshots {known['as_of_date'].min().date()} "
+            f"to {known['as_of_date'].max().date()}): a model needs both churned and retained "
+            f"accounts. {window.capitalize()}; a churn is known {config.grace_days} days after "
+            "a term ends without renewal. Train again once outcomes of both kinds are known, "
+            "or give terms an explicit `status`")
 
 
 def model_spec(config: Config) -> dict:
@@ -101,18 +140,37 @@ def model_spec(config: Config) -> dict:
 def train(data_dir: Path, as_of: dt.date | None, config: Config,
           progress: Progress = print) -> TrainResult:
     """Backtest, fit, log, register and gate one model. See the module docstring."""
-    m = config.model
-    known, accounts, as_of, metric_catalog, current = build_observations(data_dir, as_of, config, progress)
-    backtest_folds, _ = fold_plan(known, m.folds, m.fold_days, m.tuning_folds)
+    data = build_observations(data_dir, as_of, config, progress)
+    known, as_of, metric_catalog = data.known, data.as_of, data.catalog
+    plan = plan_backtest(known, config.model)
+    m = plan.config
+    calibration = final_calibration_days(known, m.calibration_days)
+    if calibration is None:
+        raise HealthscoreError(
+            f"training as of {as_of}: the churned and retained outcomes known so far cannot be "
+            "split in time into rows to learn from and a later week of rows to calibrate on "
+            f"(churns known: {int(known['churned'].sum())} observations on "
+            f"{known.loc[known['churned'] == 1, 'as_of_date'].nunique()} snapshot date(s)). "
+            "Train again once churns on more snapshot dates are known")
+    notes = list(plan.notes)
+    if calibration != m.calibration_days:
+        notes.append(f"the final model calibrates on the latest {calibration} days of "
+                     f"observations (configured: {m.calibration_days})")
+        m = m.model_copy(update={"calibration_days": calibration})
+    user_config, config = config, config.model_copy(update={"model": m})
+    accounts = data.accounts
     segments = accounts.set_index("account_id")["segment"] if "segment" in accounts else None
 
-    progress(f"backtest: {len(backtest_folds)} folds x 4 models on {len(known):,} observations")
     try:
-        predictions, summary = backtest(known, m, metric_catalog, segments, progress)
+        if plan.folds:
+            progress(f"backtest: {len(plan.folds)} folds x 4 models on {len(known):,} observations")
+            predictions, summary = backtest(known, m, metric_catalog, segments, progress)
+        else:
+            predictions, summary = None, None
         progress("fitting the final model on every observation known by the as-of date")
         final, _, weights, latest = fit_final(
             known, m, metric_catalog, (config.score.reference, config.score.points_to_double),
-            current=current)
+            current=data.current)
     except TooLittleHistory as exc:
         raise HealthscoreError(
             f"training as of {as_of}: {exc}. Use more accounts or a longer history, or "
@@ -125,7 +183,9 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
     spec = model_spec(config)
     run_name = f"train as-of {as_of} h{m.horizon_days} {pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M}"
     tags = {"git_commit": registry.git_commit(), "data_as_of": str(as_of),
-            "config_hash": registry.config_hash(config), "data_dir": _source_label(data_dir)}
+            "config_hash": registry.config_hash(user_config), "data_dir": _source_label(data_dir),
+            "backtest_plan": "; ".join(notes) or "as configured",
+            "metrics_not_built": str(len(data.not_built))}
     with mlflow.start_run(run_name=run_name, tags=tags) as run:
         mlflow.log_params({
             "horizon_days": m.horizon_days, "lead_days": m.lead_days, "folds": m.folds,
@@ -136,7 +196,10 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
             "platt_a": round(final.platt_a_, 6), "platt_b": round(final.platt_b_, 6),
             **{f"lgbm_{k}": v for k, v in m.lightgbm.items()},
         })
-        _log_backtest(summary)
+        mlflow.log_text("\n".join(data.not_built) or "every catalog metric was built",
+                        "data/metrics_not_built.txt")
+        if summary is not None:
+            _log_backtest(summary)
         contributions = final.contributions(latest[features])
         _log_figures(predictions, contributions, latest[features])
         _log_tables(summary, predictions, weights)
@@ -145,17 +208,25 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
                                     latest[features])
         version = registry.register(logged.model_uri, m.registered_model,
                                     {**tags, "model_spec": json.dumps(spec, sort_keys=True),
-                                     "backtest_roc_auc": f"{_pooled(summary, 'lightgbm'):.6f}"})
-        promoted, reason = _gate(config, known, backtest_folds, summary, metric_catalog, version)
+                                     "backtest_roc_auc": auc_text(summary, ".6f")})
+        promoted, reason = _gate(config, known, plan.folds, summary, metric_catalog, version)
         mlflow.set_tags({"promoted": str(promoted), "gate": reason, "model_version": version})
         # Runs read apart in the UI: what data, which version, what the gate decided, when.
         outcome = "champion" if promoted else "challenger kept"
         mlflow.set_tag("mlflow.runName", f"v{version} {outcome} | as-of {as_of} | h{m.horizon_days} | "
-                                         f"ROC-AUC {_pooled(summary, 'lightgbm'):.3f} | "
+                                         f"ROC-AUC {auc_text(summary, '.3f')} | "
                                          f"{pd.Timestamp.now('UTC'):%Y-%m-%d %H:%M}")
-    pooled = summary["pooled"]
-    return TrainResult(as_of, run.info.run_id, version, promoted, reason, pooled,
-                       summary["folds"], weights, len(known), float(known["churned"].mean()))
+    empty = pd.DataFrame(columns=["model", "fold"])
+    return TrainResult(as_of, run.info.run_id, version, promoted, reason,
+                       empty if summary is None else summary["pooled"],
+                       empty if summary is None else summary["folds"], weights, len(known),
+                       float(known["churned"].mean()),
+                       extra={"notes": notes, "not_built": data.not_built})
+
+
+def auc_text(summary: dict[str, pd.DataFrame] | None, fmt: str) -> str:
+    """LightGBM's pooled backtest ROC-AUC as text; ``n/a`` without a backtest."""
+    return "n/a" if summary is None else format(_pooled(summary, "lightgbm"), fmt)
 
 
 def _source_label(data_dir) -> str:
@@ -175,10 +246,13 @@ def _gate(config: Config, known: pd.DataFrame, backtest, summary, metric_catalog
     m = config.model
     name = m.registered_model
     champ = registry.champion(name)
-    challenger_auc = _pooled(summary, "lightgbm")
     if champ is None:
         registry.promote(name, version, "first model: there was no champion", "train")
         return True, "no champion yet: promoted"
+    if summary is None:
+        return False, (f"no backtest on this history to compare with champion v{champ.version}: "
+                       "kept the champion (promote by hand with `healthscore promote` if intended)")
+    challenger_auc = _pooled(summary, "lightgbm")
     spec = model_spec(config)
     champ_spec = json.loads(champ.tags.get("model_spec", "{}"))
     if (champ_spec.get("horizon_days"), champ_spec.get("lead_days")) != (m.horizon_days, m.lead_days):
@@ -223,9 +297,10 @@ def _log_backtest(summary: dict[str, pd.DataFrame]) -> None:
 
 
 def _log_figures(predictions, contributions, X) -> None:
-    for name, fig in (("reliability_curve.png", plots.reliability_figure(predictions)),
-                      ("lift_chart.png", plots.lift_figure(predictions)),
-                      ("shap_summary.png", plots.shap_summary_figure(contributions, X))):
+    figures = [] if predictions is None else [
+        ("reliability_curve.png", plots.reliability_figure(predictions)),
+        ("lift_chart.png", plots.lift_figure(predictions))]
+    for name, fig in [*figures, ("shap_summary.png", plots.shap_summary_figure(contributions, X))]:
         mlflow.log_figure(fig, f"plots/{name}")
         plt.close(fig)
 
@@ -233,8 +308,9 @@ def _log_figures(predictions, contributions, X) -> None:
 def _log_tables(summary, predictions, weights) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for key, table in summary.items():
+        for key, table in (summary or {}).items():
             table.to_csv(folder / f"backtest_{key}.csv", index=False)
-        predictions.to_parquet(folder / "backtest_predictions.parquet", index=False)
+        if predictions is not None:
+            predictions.to_parquet(folder / "backtest_predictions.parquet", index=False)
         weights.to_csv(folder / "learned_weights.csv", index=False)
         mlflow.log_artifacts(str(folder), "backtest")

@@ -17,7 +17,7 @@ import yaml
 
 from healthscore.config import Config
 from healthscore.errors import HealthscoreError
-from models.backtest import fold_plan
+from models.backtest import plan_backtest
 from models.tuning import objective, study
 from pipelines import registry
 from pipelines.io import atomic_path
@@ -39,18 +39,31 @@ class TuneResult:
 def tune(data_dir: Path, as_of: dt.date | None, config: Config, out: Path, trials: int,
          timeout: float | None, progress: Progress = print) -> TuneResult:
     """Search on the folds before the reported backtest period and save the best."""
-    m = config.model
-    known, _, as_of, metric_catalog, _ = build_observations(data_dir, as_of, config, progress)
-    _, tuning = fold_plan(known, m.folds, m.fold_days, m.tuning_folds)
+    data = build_observations(data_dir, as_of, config, progress)
+    known, as_of, metric_catalog = data.known, data.as_of, data.catalog
+    # The same sizing as `train`, so the tuning folds lie before the period train reports.
+    plan = plan_backtest(known, config.model)
+    m, tuning = plan.config, plan.tuning
+    for note in [*(f"not built: {line}" for line in data.not_built), *plan.notes]:
+        progress(f"backtest sized to the data: {note}")
+    if not tuning:
+        raise HealthscoreError(
+            f"tuning as of {as_of}: no tuning fold before the backtest period has training rows "
+            "with both churned and retained accounts known before it; tuning needs a longer "
+            "labelled history than training (train uses the default LightGBM parameters "
+            "meanwhile)")
     registry.connect(m.experiment)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     search = study(m.seed)
     tags = {"git_commit": registry.git_commit(), "data_as_of": str(as_of),
-            "config_hash": registry.config_hash(config), "kind": "tuning"}
+            "config_hash": registry.config_hash(config), "kind": "tuning",
+            "metrics_not_built": str(len(data.not_built))}
     with mlflow.start_run(run_name=f"tune as-of {as_of} ({trials} trials)", tags=tags) as parent:
         mlflow.log_params({"trials": trials, "timeout_s": timeout, "tuning_folds": len(tuning),
                            "tuning_start": str(tuning[0].start.date()) if tuning else "",
                            "backtest_start": str(tuning[-1].end.date()) if tuning else ""})
+        mlflow.log_text("\n".join(data.not_built) or "every catalog metric was built",
+                        "data/metrics_not_built.txt")
 
         def record(trial: optuna.Trial, params: dict, value: float) -> None:
             with mlflow.start_run(run_name=f"trial {trial.number}", nested=True):

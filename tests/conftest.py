@@ -123,8 +123,9 @@ def scoring_book(tmp_path_factory):
     accounts.loc[first, "name"] = '=HYPERLINK("http://evil.example","click")'
     accounts.loc[second, "name"] = "<script>alert(1)</script>"
     accounts.to_csv(data / "accounts.csv", index=False)
-    known, _, as_of, metric_catalog, current = build_observations(data, None, config, lambda m: None)
-    model = fit_final(known, config.model, metric_catalog, current=current)[0]
+    training = build_observations(data, None, config, lambda m: None)
+    known, as_of = training.known, training.as_of
+    model = fit_final(known, config.model, training.catalog, current=training.current)[0]
     registry.connect(config.model.experiment)
     with mlflow.start_run():
         logged = registry.log_model(model, 90, {}, known.tail(50))
