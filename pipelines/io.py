@@ -9,6 +9,7 @@ folder and is renamed into place, so a failed run never leaves half-written outp
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as dt
 import functools
 import json
@@ -73,7 +74,13 @@ def read_source(name: str, path: Path) -> RawSource:
         raise DataContractError(f"{file}: the file is empty (no header, no rows)")
     try:
         if path.suffix == ".parquet":
-            table = pq.read_table(path).to_pandas()
+            names = pq.read_schema(path).names
+            if len(set(names)) < len(names):
+                # The dataset reader rejects a repeated name ("Multiple matches for
+                # FieldRef"); the file reader keeps both, so the contract can say which.
+                table = pq.ParquetFile(path).read().to_pandas()
+            else:
+                table = pq.read_table(path).to_pandas()
             return RawSource(name, file, table, first_row_number=1)
         table = pd.read_csv(
             path,
@@ -84,6 +91,7 @@ def read_source(name: str, path: Path) -> RawSource:
             encoding="utf-8-sig",  # Excel writes a byte-order mark
             skipinitialspace=True,
         )
+        header = _csv_header(path)
     except pd.errors.EmptyDataError:
         raise DataContractError(f"{file}: the file has no header row") from None
     except pd.errors.ParserError as exc:
@@ -92,6 +100,8 @@ def read_source(name: str, path: Path) -> RawSource:
         raise DataContractError(
             f"{file}: not UTF-8 text (byte {exc.start}); export it as UTF-8 CSV"
         ) from None
+    except csv.Error as exc:
+        raise DataContractError(f"{file}: cannot be parsed as CSV: header row ({exc})") from None
     except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
         raise DataContractError(f"{file}: not a valid gzip file ({exc})") from None
     except (pa.ArrowException, OSError) as exc:
@@ -102,7 +112,31 @@ def read_source(name: str, path: Path) -> RawSource:
             f"{file}: cannot be parsed as CSV: data rows have more fields than the header "
             f"({len(table.columns)} columns); check the header and the delimiter"
         )
+    if _repeats(header) and len(header) == len(table.columns):
+        # pandas renames a repeated name ("account_id" -> "account_id.1") and would let
+        # the second column pass as an extra one: give the contract the names as written.
+        # An empty name keeps pandas' "Unnamed: N" (trailing commas are common).
+        table.columns = [h if h.strip() else c for h, c in zip(header, table.columns)]
     return RawSource(name, file, table, first_row_number=2)
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The header row as the file writes it (same encoding, quoting and spacing rules as
+    the table's read)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader(handle, skipinitialspace=True), [])
+
+
+def _repeats(names: list[str]) -> bool:
+    """Whether a non-empty column name occurs twice (compared as the contract does,
+    without surrounding spaces).
+
+    >>> _repeats(["account_id", "created_at", "account_id "]), _repeats(["a", "", ""])
+    (True, False)
+    """
+    stripped = [str(n).strip() for n in names if str(n).strip()]
+    return len(set(stripped)) < len(stripped)
 
 
 DATABASE_SUFFIXES = (".duckdb", ".ddb")

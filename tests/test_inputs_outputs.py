@@ -1,0 +1,111 @@
+"""What goes in and what comes out: a column named twice in a file."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from healthscore.contract import ERROR
+from pipelines.cli import app
+from pipelines.validate import check_data_folder
+from tests.conftest import VALID_FOLDER
+
+runner = CliRunner()
+
+
+def errors(folder: Path) -> list[str]:
+    return [str(p) for p in check_data_folder(folder).all_problems if p.severity == ERROR]
+
+
+def flat(text: str) -> str:
+    """Console output on one line (rich wraps long messages)."""
+    return " ".join(text.split())
+
+
+# --- a column named twice --------------------------------------------------------------
+
+ACCOUNT_ROWS = "a1,2024-01-01,x\na2,2024-01-15,y\na3,2024-02-01,z\n"
+
+
+def _parquet_accounts(names: list[str]) -> bytes:
+    columns = [pa.array(["a1", "a2", "a3"]), pa.array(["2024-01-01", "2024-01-15", "2024-02-01"]),
+               pa.array(["x", "y", "z"])]
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(columns, names=names), sink)  # pyarrow writes repeated names
+    return sink.getvalue().to_pybytes()
+
+
+REPEATED = {
+    "csv": ("accounts.csv", ("account_id,created_at,account_id\n" + ACCOUNT_ROWS).encode()),
+    # Excel's byte-order mark must not hide the first name from the comparison.
+    "csv.gz with BOM": ("accounts.csv.gz", gzip.compress(
+        ("\ufeffaccount_id,created_at,account_id\n" + ACCOUNT_ROWS).encode())),
+    "space before": ("accounts.csv", ("account_id,created_at, account_id\n" + ACCOUNT_ROWS).encode()),
+    "space after": ("accounts.csv", ("account_id,created_at,account_id \n" + ACCOUNT_ROWS).encode()),
+    "quoted": ("accounts.csv", ('"account_id","created_at","account_id"\n' + ACCOUNT_ROWS).encode()),
+    "parquet": ("accounts.parquet", _parquet_accounts(["account_id", "created_at", "account_id"])),
+}
+
+
+@pytest.mark.parametrize("case", REPEATED)
+def test_a_column_named_twice_is_an_error_naming_file_and_column(data_folder, case):
+    file, content = REPEATED[case]
+    folder = data_folder(accounts=None, **{file.replace(".", "__"): content})
+    assert errors(folder) == [
+        f"{file}, column 'account_id': 2 columns have this name (columns 1 and 3); it is "
+        "ambiguous which one holds the values, so rename or remove all but one"]
+
+
+def test_validate_and_features_stop_with_exit_2_on_a_column_named_twice(data_folder, tmp_path):
+    text = VALID_FOLDER["accounts.csv"].replace("csm\n", "account_id\n", 1)
+    folder = data_folder(accounts=text)
+    result = runner.invoke(app, ["validate", "--data", str(folder)])
+    assert result.exit_code == 2, result.output
+    said = flat(result.output)
+    assert "accounts.csv, column 'account_id': 2 columns have this name (columns 1 and 6)" in said
+    assert "OK" not in said and "Traceback" not in said
+
+    out = tmp_path / "history.parquet"
+    result = runner.invoke(app, ["features", "--data", str(folder), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    said = flat(result.output)
+    assert "accounts.csv, column 'account_id': 2 columns have this name" in said
+    assert "internal error" not in said and not out.exists()
+
+
+def test_an_extra_column_named_twice_is_an_error_too(data_folder):
+    # Unused today, but the config may pick an extra column up, and which copy it would
+    # get is a guess; a pandas rename ("note.1") would hide it.
+    text = "account_id,recorded_at,sentiment,note,note\na1,2024-03-15T16:00:00,8,good,bad\n"
+    assert errors(data_folder(csm_notes=text)) == [
+        "csm_notes.csv, column 'note': 2 columns have this name (columns 4 and 5); it is "
+        "ambiguous which one holds the values, so rename or remove all but one"]
+
+
+def test_every_repeated_name_is_named_and_pandas_renaming_does_not_confuse_them(data_folder):
+    # pandas reads this header as name, name.1 (the file's own), name.2, name.3.
+    text = ("account_id,created_at,name,name.1,name,name\n"
+            "a1,2024-01-01,A,B,C,D\na2,2024-01-15,A,B,C,D\na3,2024-02-01,A,B,C,D\n")
+    found = errors(data_folder(accounts=text))
+    assert len(found) == 1 and "column 'name': 3 columns have this name (columns 3, 5 and 6)" in found[0]
+
+
+def test_other_sources_are_still_checked_when_accounts_repeats_a_column(data_folder):
+    accounts = "account_id,created_at,account_id\n" + ACCOUNT_ROWS
+    events = VALID_FOLDER["events.csv"].replace("2024-03-03,login", "03/03/2024,login")
+    found = errors(data_folder(accounts=accounts, events=events))
+    assert [e.split(":")[0] for e in found] == ["accounts.csv, column 'account_id'",
+                                                "events.csv, column 'timestamp'"]
+
+
+@pytest.mark.parametrize("header, row", [
+    ("account_id,created_at,name,,", "a1,2024-01-01,Acme,,"),  # empty names: trailing commas
+    ("account_id,created_at,name.1", "a1,2024-01-01,Acme"),     # a name that only looks renamed
+])
+def test_names_that_are_not_repeated_still_pass(data_folder, header, row):
+    assert errors(data_folder(accounts=f"{header}\n{row}\n")) == []
