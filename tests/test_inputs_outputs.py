@@ -1,8 +1,14 @@
-"""What goes in and what comes out: a column named twice in a file."""
+"""What goes in and what comes out: a column named twice in a file, and the Spark
+engine without pyspark or Java."""
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,6 +21,7 @@ from pipelines.cli import app
 from pipelines.validate import check_data_folder
 from tests.conftest import VALID_FOLDER
 
+ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
 
 
@@ -109,3 +116,87 @@ def test_other_sources_are_still_checked_when_accounts_repeats_a_column(data_fol
 ])
 def test_names_that_are_not_repeated_still_pass(data_folder, header, row):
     assert errors(data_folder(accounts=f"{header}\n{row}\n")) == []
+
+
+# --- the Spark engine without pyspark or Java -------------------------------------------
+
+SPARK_INSTALLED = importlib.util.find_spec("pyspark") is not None
+
+
+def _run(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Python code in a fresh interpreter, with this checkout's code first."""
+    env = {**(env if env is not None else os.environ), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=ROOT)
+
+
+# None in sys.modules is Python's own way to say "this module cannot be imported": import
+# raises ModuleNotFoundError and find_spec returns None, as if pyspark were not installed.
+WITHOUT_PYSPARK = "import sys; sys.modules['pyspark'] = None\n"
+
+
+def _cli(*args: str) -> str:
+    return ("from pipelines.cli import main\n"
+            f"sys.argv = ['healthscore', *{list(args)!r}]\n"
+            "main()\n")
+
+
+def test_spark_engine_without_pyspark_is_a_clear_error(data_folder, tmp_path):
+    out = tmp_path / "history.parquet"
+    proc = _run(WITHOUT_PYSPARK + "import sys\n" + _cli(
+        "features", "--data", str(data_folder()), "--out", str(out), "--engine", "spark"))
+    said = flat(proc.stderr + proc.stdout)
+    assert proc.returncode == 2, said
+    assert "error: the spark engine needs pyspark, which is not installed" in said
+    assert "run `make spark`, which installs the pinned pyspark into ./.venv" in said
+    assert "pip install -e '.[spark]'" in said  # not eaten as console markup
+    assert "internal error" not in said and "ibis-framework" not in said
+    assert not out.exists()
+
+
+def test_spark_engine_from_the_config_without_pyspark_is_a_clear_error(data_folder):
+    # The path every command takes (train and monitor read the engine from the config
+    # and build metrics through here), not only the command line's early check.
+    proc = _run(WITHOUT_PYSPARK + (
+        "import datetime as dt\n"
+        "from healthscore.config import Config, EngineConfig\n"
+        "from healthscore.errors import HealthscoreError\n"
+        "from pipelines.features import stage_and_build\n"
+        "from pipelines.validate import load_data_folder\n"
+        f"tables = load_data_folder({str(data_folder())!r})\n"
+        "try:\n"
+        "    stage_and_build(tables, dt.date(2024, 3, 15), Config(engine=EngineConfig(name='spark')))\n"
+        "except HealthscoreError as exc:\n"
+        "    print('HealthscoreError:', exc)\n"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("HealthscoreError: the spark engine needs pyspark"), proc.stdout
+
+
+@pytest.mark.skipif(not SPARK_INSTALLED, reason="pyspark not installed (run `make spark`)")
+@pytest.mark.parametrize("java_home, says", [
+    (None, "there is no `java` on the PATH and JAVA_HOME is not set"),
+    ("empty", "has no bin/java"),
+])
+def test_spark_engine_without_java_is_a_clear_error(data_folder, tmp_path, java_home, says):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    env["PATH"] = str(empty)  # no java here, whatever the machine has
+    if java_home:
+        env["JAVA_HOME"] = str(empty)
+    out = tmp_path / "history.parquet"
+    proc = _run("import sys\n" + _cli("features", "--data", str(data_folder()), "--out", str(out),
+                                      "--engine", "spark"), env)
+    said = flat(proc.stderr + proc.stdout)
+    assert proc.returncode == 2, said
+    assert "error: the spark engine needs Java 17 for Spark's JVM" in said and says in said
+    assert "make spark" in said and not out.exists()
+
+
+@pytest.mark.skipif(not SPARK_INSTALLED, reason="pyspark not installed (run `make spark`)")
+def test_spark_check_passes_where_spark_can_run():
+    from pipelines.spark import require
+
+    if not os.environ.get("JAVA_HOME") and not shutil.which("java"):
+        pytest.skip("no Java on this machine")
+    require()  # no error, and no JVM started
