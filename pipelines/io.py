@@ -17,10 +17,10 @@ import math
 import gzip
 import os
 import re
+import secrets
 import shutil
-import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -226,16 +226,38 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
+def _new_beside(target: Path, create: Callable[[Path], None]) -> Path:
+    """A fresh ``.<name>.<random>.tmp`` beside ``target``, made by ``create``, which must
+    fail with FileExistsError rather than reuse a name."""
+    for _ in range(100):
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            create(tmp)
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"{target.parent}: no free temporary name for {target.name}")
+
+
+def _new_file(path: Path) -> None:
+    # Mode 0o666 like open(): the kernel applies the umask (or the folder's default ACL),
+    # so a team's shared folder gets shareable outputs. mkstemp would make them 0o600.
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
+def _new_folder(path: Path) -> None:
+    path.mkdir(mode=0o777)  # umask applies, as for mkdir(1); mkdtemp would make it 0o700
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it into place on success.
 
-    On any failure the temporary file is removed and ``target`` is untouched.
+    On any failure the temporary file is removed and ``target`` is untouched. The file
+    gets the permissions ``open()`` would give a new file (0o666 less the umask).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _new_beside(target, _new_file)
     try:
         yield tmp
         os.replace(tmp, target)
@@ -268,9 +290,12 @@ def exclusive(folder: Path, what: str, progress=None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``target``; swap it into place on success."""
+    """Yield a temporary folder beside ``target``; swap it into place on success.
+
+    The folder gets the permissions ``mkdir`` would give it (0o777 less the umask).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = _new_beside(target, _new_folder)
     try:
         yield tmp
         if target.exists():

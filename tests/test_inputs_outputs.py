@@ -1,16 +1,19 @@
-"""What goes in and what comes out: a column named twice in a file, and the Spark
-engine without pyspark or Java."""
+"""What goes in and what comes out: a column named twice in a file, the Spark engine
+without pyspark or Java, and outputs whose permissions follow the user's umask."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib.util
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -18,6 +21,7 @@ from typer.testing import CliRunner
 
 from healthscore.contract import ERROR
 from pipelines.cli import app
+from pipelines.io import atomic_dir, atomic_path, write_table
 from pipelines.validate import check_data_folder
 from tests.conftest import VALID_FOLDER
 
@@ -200,3 +204,88 @@ def test_spark_check_passes_where_spark_can_run():
     if not os.environ.get("JAVA_HOME") and not shutil.which("java"):
         pytest.skip("no Java on this machine")
     require()  # no error, and no JVM started
+
+
+# --- outputs a team can share -------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def umask(mask: int):
+    """The process umask set to ``mask`` for the block (restored after)."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+SCORES = pd.DataFrame({"account_id": ["a1", "a2"], "health_score": [80.0, 35.5]})
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027], ids=["umask022", "umask027"])
+@pytest.mark.parametrize("name", ["scores.csv", "scores.csv.gz", "scores.parquet"])
+def test_write_table_gives_the_permissions_open_would(tmp_path, mask, name):
+    out = tmp_path / "outputs" / name
+    with umask(mask):
+        write_table(SCORES, out)
+        reference = tmp_path / "outputs" / "by-open.txt"
+        reference.write_text("x")
+        write_table(SCORES, out)  # replacing an output: a new file, same permissions
+    assert mode(out) == 0o666 & ~mask == mode(reference)
+    assert mode(out.parent) == 0o777 & ~mask
+    assert sorted(p.name for p in out.parent.iterdir()) == ["by-open.txt", name]  # no temp left
+    read = pd.read_parquet(out) if name.endswith(".parquet") else pd.read_csv(out)
+    pd.testing.assert_frame_equal(read, SCORES)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027], ids=["umask022", "umask027"])
+def test_atomic_path_gives_the_permissions_open_would_and_stays_atomic(tmp_path, mask):
+    target = tmp_path / "report.html"
+    with umask(mask):
+        with atomic_path(target) as tmp:
+            assert tmp.parent == tmp_path and tmp.name.startswith(".report.html.")
+            tmp.write_text("<html>new</html>")
+            assert not target.exists()  # nothing in place until the block succeeds
+        with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("the run fails")
+    assert target.read_text() == "<html>new</html>"  # a failed write leaves it alone
+    assert mode(target) == 0o666 & ~mask
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027], ids=["umask022", "umask027"])
+def test_atomic_dir_gives_the_permissions_mkdir_would_and_swaps_whole(tmp_path, mask):
+    target = tmp_path / "demo"
+    with umask(mask):
+        for content in ("old", "new"):
+            with atomic_dir(target) as tmp:
+                (tmp / "accounts.csv").write_text(content)
+                write_table(SCORES, tmp / "events.parquet")
+        with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+            (tmp / "accounts.csv").write_text("half")
+            raise RuntimeError("the run fails")
+    assert (target / "accounts.csv").read_text() == "new"
+    assert mode(target) == 0o777 & ~mask
+    assert {p.name: mode(p) for p in target.iterdir()} == {
+        "accounts.csv": 0o666 & ~mask, "events.parquet": 0o666 & ~mask}
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # no temp or .old folder left
+
+
+def test_a_command_under_umask_027_writes_group_readable_outputs(tmp_path):
+    """The installed command, started by a shell with the umask a team sets."""
+    exe = Path(sys.executable).with_name("healthscore")
+    out = tmp_path / "shared" / "demo"
+    proc = subprocess.run(["sh", "-c", 'umask 027 && exec "$0" demo-data --out "$1" --accounts 10',
+                           str(exe), str(out)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    written = list(out.parent.rglob("*"))  # the data and its demo-truth folder beside it
+    files = [p for p in written if p.is_file()]
+    assert len(files) > 10 and {mode(p) for p in files} == {0o640}
+    assert {mode(p) for p in [out.parent, *(p for p in written if p.is_dir())]} == {0o750}
+    assert not [p for p in written if p.name.endswith((".tmp", ".old"))]  # nothing half-done
