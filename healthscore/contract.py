@@ -543,6 +543,18 @@ def _survey_score_rule(checker: _Checker, table: pd.DataFrame) -> None:
         )
 
 
+def _repeated_names(columns: list[str]) -> dict[str, list[int]]:
+    """Each column name that occurs more than once, with its 1-based positions.
+
+    >>> _repeated_names(["account_id", "created_at", "account_id", "name"])
+    {'account_id': [1, 3]}
+    """
+    positions: dict[str, list[int]] = {}
+    for number, name in enumerate(columns, start=1):
+        positions.setdefault(name, []).append(number)
+    return {name: found for name, found in positions.items() if len(found) > 1}
+
+
 def _check_source(
     raw: RawSource, account_ids: pd.Index | None, now: pd.Timestamp
 ) -> tuple[SourceReport, pd.DataFrame | None]:
@@ -554,6 +566,13 @@ def _check_source(
     table.columns = [str(c).strip() for c in table.columns]
     report = SourceReport(raw.name, raw.file, rows=len(table))
 
+    for name, positions in _repeated_names(list(table.columns)).items():
+        where = f"{', '.join(map(str, positions[:-1]))} and {positions[-1]}"
+        checker.add(
+            f"{raw.name}.duplicate_column", ERROR,
+            f"{len(positions)} columns have this name (columns {where}); it is ambiguous "
+            "which one holds the values, so rename or remove all but one", name,
+        )
     missing = [c for c in source.required_columns if c not in table.columns]
     if missing:
         hint = _delimiter_hint(list(table.columns))
@@ -564,12 +583,9 @@ def _check_source(
             f"{', '.join(map(repr, missing))} missing (found: {found})"
             + (f"; {hint}" if hint else ""),
         )
+    if checker.problems:  # the columns themselves are wrong: no row can be read right
         report.problems = checker.problems
         return report, None
-    duplicated = table.columns[table.columns.duplicated()].unique()
-    if len(duplicated):
-        checker.add(f"{raw.name}.duplicate_column", ERROR,
-                    f"column {duplicated[0]!r} appears more than once", duplicated[0])
     if source.required and len(table) == 0:
         checker.add(f"{raw.name}.empty", ERROR, "required source has a header but no rows")
 
@@ -685,7 +701,7 @@ def validate_sources(
         result.reports[name] = report
         if clean is not None:
             result.tables[name] = clean
-        if name == "accounts" and "account_id" in raws[name].table.columns:
+        if name == "accounts" and list(raws[name].table.columns).count("account_id") == 1:
             # Even when accounts has errors, check the others against the ids it has,
             # so one run reports every problem.
             ids = pd.Index(_parse(raws[name].table["account_id"], Kind.STRING)[0].dropna())

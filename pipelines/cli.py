@@ -22,6 +22,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -57,7 +58,9 @@ def _friendly(func: F) -> F:
         except (typer.Exit, typer.Abort):
             raise
         except HealthscoreError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # Escaped: a message quotes user text and commands ("pip install -e '.[spark]'")
+            # that rich would otherwise read as markup and drop.
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]: no output was written")
@@ -66,7 +69,7 @@ def _friendly(func: F) -> F:
             if os.environ.get("HEALTHSCORE_DEBUG"):
                 raise
             err.print(
-                f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+                f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
                 "This is a bug in healthscore. Re-run with HEALTHSCORE_DEBUG=1 for the "
                 "traceback and report it.",
                 highlight=False,
@@ -135,21 +138,28 @@ MasterOpt = Annotated[str | None, typer.Option(
 
 
 def _with_engine(cfg, engine: str | None, master: str | None):
-    """The config with --engine and --spark-master applied (checked by the config's rules)."""
+    """The config with --engine and --spark-master applied (checked by the config's rules).
+
+    When the engine is Spark, checks that Spark can start here before any data is read.
+    """
     from pydantic import ValidationError
 
     from healthscore.config import EngineConfig
 
     update = {k: v for k, v in (("name", engine), ("spark_master", master)) if v is not None}
-    if not update:
-        return cfg
-    try:
-        checked = EngineConfig(**{**cfg.engine.model_dump(), **update})
-    except ValidationError as exc:
-        problem = exc.errors()[0]
-        raise HealthscoreError(f"--{'engine' if problem['loc'][0] == 'name' else 'spark-master'} "
-                               f"{update.get(problem['loc'][0])!r}: {problem['msg']}") from None
-    return cfg.model_copy(update={"engine": checked})
+    if update:
+        try:
+            checked = EngineConfig(**{**cfg.engine.model_dump(), **update})
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            raise HealthscoreError(f"--{'engine' if problem['loc'][0] == 'name' else 'spark-master'} "
+                                   f"{update.get(problem['loc'][0])!r}: {problem['msg']}") from None
+        cfg = cfg.model_copy(update={"engine": checked})
+    if cfg.engine.name == "spark":
+        from pipelines.spark import require
+
+        require()
+    return cfg
 
 
 @app.command("demo-data")

@@ -9,6 +9,7 @@ folder and is renamed into place, so a failed run never leaves half-written outp
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as dt
 import functools
 import json
@@ -16,10 +17,10 @@ import math
 import gzip
 import os
 import re
+import secrets
 import shutil
-import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,13 @@ def read_source(name: str, path: Path) -> RawSource:
         raise DataContractError(f"{file}: the file is empty (no header, no rows)")
     try:
         if path.suffix == ".parquet":
-            table = pq.read_table(path).to_pandas()
+            names = pq.read_schema(path).names
+            if len(set(names)) < len(names):
+                # The dataset reader rejects a repeated name ("Multiple matches for
+                # FieldRef"); the file reader keeps both, so the contract can say which.
+                table = pq.ParquetFile(path).read().to_pandas()
+            else:
+                table = pq.read_table(path).to_pandas()
             return RawSource(name, file, table, first_row_number=1)
         table = pd.read_csv(
             path,
@@ -84,6 +91,7 @@ def read_source(name: str, path: Path) -> RawSource:
             encoding="utf-8-sig",  # Excel writes a byte-order mark
             skipinitialspace=True,
         )
+        header = _csv_header(path)
     except pd.errors.EmptyDataError:
         raise DataContractError(f"{file}: the file has no header row") from None
     except pd.errors.ParserError as exc:
@@ -92,6 +100,8 @@ def read_source(name: str, path: Path) -> RawSource:
         raise DataContractError(
             f"{file}: not UTF-8 text (byte {exc.start}); export it as UTF-8 CSV"
         ) from None
+    except csv.Error as exc:
+        raise DataContractError(f"{file}: cannot be parsed as CSV: header row ({exc})") from None
     except (gzip.BadGzipFile, zlib.error, EOFError) as exc:
         raise DataContractError(f"{file}: not a valid gzip file ({exc})") from None
     except (pa.ArrowException, OSError) as exc:
@@ -102,7 +112,31 @@ def read_source(name: str, path: Path) -> RawSource:
             f"{file}: cannot be parsed as CSV: data rows have more fields than the header "
             f"({len(table.columns)} columns); check the header and the delimiter"
         )
+    if _repeats(header) and len(header) == len(table.columns):
+        # pandas renames a repeated name ("account_id" -> "account_id.1") and would let
+        # the second column pass as an extra one: give the contract the names as written.
+        # An empty name keeps pandas' "Unnamed: N" (trailing commas are common).
+        table.columns = [h if h.strip() else c for h, c in zip(header, table.columns)]
     return RawSource(name, file, table, first_row_number=2)
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The header row as the file writes it (same encoding, quoting and spacing rules as
+    the table's read)."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader(handle, skipinitialspace=True), [])
+
+
+def _repeats(names: list[str]) -> bool:
+    """Whether a non-empty column name occurs twice (compared as the contract does,
+    without surrounding spaces).
+
+    >>> _repeats(["account_id", "created_at", "account_id "]), _repeats(["a", "", ""])
+    (True, False)
+    """
+    stripped = [str(n).strip() for n in names if str(n).strip()]
+    return len(set(stripped)) < len(stripped)
 
 
 DATABASE_SUFFIXES = (".duckdb", ".ddb")
@@ -192,16 +226,38 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
+def _new_beside(target: Path, create: Callable[[Path], None]) -> Path:
+    """A fresh ``.<name>.<random>.tmp`` beside ``target``, made by ``create``, which must
+    fail with FileExistsError rather than reuse a name."""
+    for _ in range(100):
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            create(tmp)
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"{target.parent}: no free temporary name for {target.name}")
+
+
+def _new_file(path: Path) -> None:
+    # Mode 0o666 like open(): the kernel applies the umask (or the folder's default ACL),
+    # so a team's shared folder gets shareable outputs. mkstemp would make them 0o600.
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
+def _new_folder(path: Path) -> None:
+    path.mkdir(mode=0o777)  # umask applies, as for mkdir(1); mkdtemp would make it 0o700
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it into place on success.
 
-    On any failure the temporary file is removed and ``target`` is untouched.
+    On any failure the temporary file is removed and ``target`` is untouched. The file
+    gets the permissions ``open()`` would give a new file (0o666 less the umask).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _new_beside(target, _new_file)
     try:
         yield tmp
         os.replace(tmp, target)
@@ -234,9 +290,12 @@ def exclusive(folder: Path, what: str, progress=None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``target``; swap it into place on success."""
+    """Yield a temporary folder beside ``target``; swap it into place on success.
+
+    The folder gets the permissions ``mkdir`` would give it (0o777 less the umask).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = _new_beside(target, _new_folder)
     try:
         yield tmp
         if target.exists():

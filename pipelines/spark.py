@@ -9,8 +9,10 @@ DuckDB SQL elsewhere.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -21,13 +23,56 @@ from healthscore.config import EngineConfig
 from healthscore.errors import HealthscoreError
 
 
-def session(engine: EngineConfig, app: str = "healthscore"):
-    """A Spark session for ``engine.spark_master`` (reused when one is running)."""
+INSTALL = ("run `make spark`, which installs the pinned pyspark into ./.venv (and Java 17 "
+           "when there is none), or pip install -e '.[spark]'")
+
+
+def require() -> None:
+    """Check, before any work, that Spark can start here: pyspark importable in this
+    environment, and Java to run its JVM (unless a session is already running).
+
+    Raises:
+        HealthscoreError: What is missing and how to install it.
+    """
+    if importlib.util.find_spec("pyspark") is None:
+        raise HealthscoreError(f"the spark engine needs pyspark, which is not installed in this "
+                               f"environment ({sys.prefix}); {INSTALL}")
+    problem = _java_problem()
+    if problem and not _session_running():
+        raise HealthscoreError(f"the spark engine needs Java 17 for Spark's JVM, but {problem}; "
+                               "install Java 17 (`make spark` does it on Debian and Ubuntu) or "
+                               "point JAVA_HOME at one")
+
+
+def _java_problem() -> str | None:
+    """Why pyspark's launcher would not find ``java`` (it takes ``$JAVA_HOME/bin/java``
+    when JAVA_HOME is set, else ``java`` on the PATH), or None."""
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        java = Path(home, "bin", "java")
+        return None if os.access(java, os.X_OK) else f"JAVA_HOME={home} has no bin/java"
+    if shutil.which("java"):
+        return None
+    return "there is no `java` on the PATH and JAVA_HOME is not set"
+
+
+def _session_running() -> bool:
+    """A Spark session already runs in this process (a Databricks notebook, a test)."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:
-        raise HealthscoreError("the spark engine needs pyspark: run `make spark` "
-                               "(or pip install -e '.[spark]'); Java 17 must be installed") from None
+        return False
+    return SparkSession.getActiveSession() is not None
+
+
+def session(engine: EngineConfig, app: str = "healthscore"):
+    """A Spark session for ``engine.spark_master`` (reused when one is running)."""
+    require()
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:  # present but broken (a half-finished install)
+        raise HealthscoreError(f"the spark engine cannot import pyspark ({exc}); "
+                               f"{INSTALL}") from None
     if engine.spark_master.startswith("local"):
         # One machine: bind to loopback, not to whatever the host name resolves to, and
         # run Python workers (UDFs) in this interpreter's environment. On a cluster the
@@ -55,7 +100,14 @@ def connect(engine: EngineConfig):
     """An Ibis connection over the Spark session."""
     import ibis
 
-    return ibis.pyspark.connect(session(engine))
+    require()
+    try:
+        backend = ibis.pyspark
+    except ImportError as exc:  # Ibis's own hint names its extra, not the pinned pyspark
+        cause = exc.__cause__ or exc
+        raise HealthscoreError(f"the spark engine: Ibis cannot load its pyspark backend "
+                               f"({type(cause).__name__}: {cause}); {INSTALL}") from None
+    return backend.connect(session(engine))
 
 
 def read_staged(con, folder: Path) -> dict:
@@ -98,8 +150,11 @@ def score_frame(metrics: pd.DataFrame, model_uri: str, engine: EngineConfig) -> 
     """Churn probability and health score of every row of ``metrics``, computed on Spark
     by the registered model as a ``mlflow.pyfunc.spark_udf``.
 
-    The UDF is the same pyfunc ``score`` loads locally, so the numbers are the same; this
-    is the path for metric histories too large for one process.
+    The UDF is the same pyfunc ``score`` loads locally, so the numbers are the same.
+    ``metrics`` is sent from this process and the scores come back to it, so both must
+    fit in its memory: Spark's executors share the model's work, not the data's size.
+    For a metric history that does not fit, keep it a Spark DataFrame and apply the same
+    UDF there (docs/spark.md, "Batch scoring on Spark").
     """
     import mlflow
 
