@@ -13,6 +13,8 @@ DEMO_DIR ?= data/demo
 DATA ?= $(DEMO_DIR)
 AS_OF ?=
 ACCOUNTS ?= 400
+# MINIMAL=1: the demo data holds only the contract's required sources and columns.
+MINIMAL ?=
 OUT ?= outputs/metric_history.parquet
 SEED ?= 7
 CONFIG ?=
@@ -72,14 +74,14 @@ demo: install ## Run the whole pipeline on built-in demo data (from a fresh clon
 	@echo ">> report:         $(DEMO_DIR)-outputs/report.html (open it in a browser)"
 	@echo ">> experiments:    make mlflow-ui, then http://127.0.0.1:$(MLFLOW_PORT)"
 
-demo-data: install ## Write simulated demo data to DATA (ACCOUNTS, SEED)
-	$(HS) demo-data --out $(DATA) --accounts $(ACCOUNTS) --seed $(SEED)
+demo-data: install ## Write simulated demo data to DATA (ACCOUNTS, SEED, MINIMAL=1 for required columns only)
+	$(HS) demo-data --out $(DATA) --accounts $(ACCOUNTS) --seed $(SEED) $(if $(MINIMAL),--minimal)
 
 validate: install ## Check DATA against the input data contract
 	$(HS) validate --data $(DATA)
 
 features: install ## Build the point-in-time metric history of DATA into OUT (AS_OF)
-	$(HS) features --data $(DATA) --out $(OUT) $(if $(AS_OF),--as-of $(AS_OF))
+	$(HS) features --data $(DATA) --out $(OUT) $(if $(AS_OF),--as-of $(AS_OF)) $(if $(CONFIG),--config $(CONFIG))
 
 train: install ## Learn from outcomes in DATA (AS_OF, HORIZON, CONFIG): backtest, MLflow, register, gate
 	$(HS) train --data $(DATA) $(if $(AS_OF),--as-of $(AS_OF)) $(if $(HORIZON),--horizon $(HORIZON)) $(if $(TRAIN_CONFIG),--config $(TRAIN_CONFIG))

@@ -172,6 +172,8 @@ def demo_data(
         Path | None,
         typer.Option("--truth", help="Folder for the generator's ground truth [default: OUT-truth]."),
     ] = None,
+    minimal: Annotated[bool, typer.Option(
+        "--minimal", help="Write only the required sources and columns (a contract-minimal book).")] = False,
 ) -> None:
     """Write a realistic simulated book of B2B SaaS accounts in the data contract."""
     from healthscore.simulate import SimulationConfig
@@ -181,7 +183,8 @@ def demo_data(
     with _progress() as progress:
         task = progress.add_task("simulating", total=None)
         book = write_demo_data(
-            out_dir, config, truth, progress=lambda s: progress.update(task, description=s)
+            out_dir, config, truth, progress=lambda s: progress.update(task, description=s),
+            minimal=minimal,
         )
     table = Table(title=f"Demo data in {out_dir}", title_justify="left")
     table.add_column("source")
@@ -514,6 +517,7 @@ def monitor(
 
 
 @app.command()
+@_friendly
 def report(
     data: DataOpt,
     scores_file: Annotated[Path, typer.Option("--scores", help="The scores written by `score` (.csv or .parquet).")],

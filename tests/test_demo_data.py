@@ -150,3 +150,31 @@ def test_make_demo_path_end_to_end(tmp_path):
     assert {m["model"] for m in payload["backtest"]["models"]} >= {
         "LightGBM (learned weights)", "Hand-weighted scorecard", "Logistic baseline"}
     check_in_browser(report, "demo-report")
+
+
+@pytest.mark.slow
+def test_make_demo_path_on_a_contract_minimal_book(tmp_path):
+    """`make demo MINIMAL=1`: only the required sources and columns, the whole make path."""
+    demo_dir = tmp_path / "demo"
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "demo", f"DEMO_DIR={demo_dir}", "ACCOUNTS=80",
+         "MINIMAL=1", f"MLFLOW_TRACKING_URI=sqlite:///{tmp_path / 'mlflow.db'}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sorted(p.name for p in demo_dir.iterdir() if not p.name.startswith(".")) == [
+        "accounts.csv", "events.parquet", "subscriptions.csv"]
+    assert list(pd.read_parquet(demo_dir / "events.parquet").columns) == ["account_id", "timestamp", "event"]
+    assert list(pd.read_csv(demo_dir / "subscriptions.csv").columns) == [
+        "account_id", "start_date", "end_date", "arr"]
+    # What could not be built is said once, in words, by the commands that build metrics.
+    assert proc.stdout.count("Not built: optional source tickets is absent") == 2  # features, train
+    assert "Not built: optional column events.user_id is absent: events_per_active_user_30d" in proc.stdout
+    assert "internal error" not in proc.stdout + proc.stderr
+    history = pd.read_parquet(tmp_path / "demo-outputs" / "metric_history.parquet")
+    assert "active_users_count_30d" not in history and "seats_total_current" not in history
+    assert "events_count_30d" in history and "renewal_days_to_next" in history
+    scores = pd.read_csv(tmp_path / "demo-outputs" / "scores.csv")
+    assert len(scores) > 20 and scores["churn_probability"].notna().any()
+    assert scores["health_score"].dropna().between(0, 100).all()
+    check_in_browser(tmp_path / "demo-outputs" / "report.html", "minimal-report")
