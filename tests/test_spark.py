@@ -79,3 +79,30 @@ def test_an_unknown_engine_is_a_clear_error(data_folder, tmp_path):
     assert result.exit_code != 0
     assert "--engine 'polars'" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "h.parquet").exists()
+
+
+@pytest.mark.slow
+def test_spark_equals_duckdb_on_an_unseen_book_with_ties_missing_columns_and_shuffled_rows():
+    """A book the simulator did not write: integer ids, midnight-stamped usage, survey
+    campaigns and CSM notes that tie on their timestamps, no `count`, `value` or
+    `seats`; each engine gets the rows in a different order."""
+    need_spark()
+    import tempfile
+    from pathlib import Path
+
+    from books import foreign_book, without, write_book
+    from pipelines.validate import load_data_folder
+
+    book = without(foreign_book(accounts=40, days=400, seed=21),
+                   "events.count", "events.value", "subscriptions.seats")
+    day = book["events"]["timestamp"].max().date()
+    histories = []
+    for seed, config in ((0, Config()), (1, SPARK)):
+        shuffled = {name: t.sample(frac=1, random_state=seed) for name, t in book.items()}
+        with tempfile.TemporaryDirectory() as folder:
+            tables = load_data_folder(write_book(shuffled, Path(folder)))
+        histories.append(stage_and_build(tables, day, config))
+    duck, spark = histories
+    assert len(duck) > 1000 and "seats_total_current" not in duck
+    pd.testing.assert_frame_equal(duck, spark, check_exact=False, **TOLERANCE)
+    assert duck[["nps_score_latest", "csm_sentiment_latest", "active_users_count_30d"]].notna().any().all()
