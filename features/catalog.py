@@ -111,13 +111,13 @@ _FIXED: tuple[Metric, ...] = (
     Metric("tickets_csat_mean_90d", "support", "Mean ticket CSAT (1-5) of tickets opened in the last 90 days and resolved by the day", "score", H, "tickets", ("tickets.csat", "tickets.resolved_at")),
     Metric("tickets_open_count_current", "support", "Tickets open at the end of the day", "tickets", R, "tickets", ("tickets.resolved_at",)),
     # sentiment
-    Metric("nps_score_latest", "sentiment", "Latest NPS response (0-10) in the last 365 days", "score", H, "surveys"),
+    Metric("nps_score_latest", "sentiment", "Latest NPS response (0-10) in the last 365 days (responses at the same latest time: their mean)", "score", H, "surveys"),
     Metric("nps_score_mean_180d", "sentiment", "Mean NPS response in the last 180 days", "score", H, "surveys"),
     Metric("nps_score_change_180d", "sentiment", "Mean NPS of the last 180 days minus the 185 days before", "points", H, "surveys"),
     Metric("nps_promoter_share_365d", "sentiment", "Share of NPS responses of 9-10 in the last 365 days", "share", H, "surveys"),
     Metric("nps_detractor_share_365d", "sentiment", "Share of NPS responses of 0-6 in the last 365 days", "share", R, "surveys"),
     Metric("csat_score_mean_90d", "sentiment", "Mean CSAT survey response (1-5) in the last 90 days", "score", H, "surveys"),
-    Metric("csm_sentiment_latest", "sentiment", "The CSM's latest read of the account (1-10) in the last 365 days", "score", H, "csm_notes"),
+    Metric("csm_sentiment_latest", "sentiment", "The CSM's latest read of the account (1-10) in the last 365 days (notes at the same latest time: their mean)", "score", H, "csm_notes"),
     Metric("csm_sentiment_change_90d", "sentiment", "Mean CSM sentiment of the last 90 days minus the 90 before", "points", H, "csm_notes"),
     # onboarding
     Metric("onboarding_completed_share", "onboarding", "Share of the expected onboarding milestones completed", "share", H, "onboarding"),
@@ -287,6 +287,9 @@ and requires identical results).
   event. `own_<column>_latest`
   exists for every numeric column of your `account_metrics` (latest value at or before D,
   at most `metrics.account_metrics_staleness_days` old, default 35).
+* "source" names the source a metric comes from and the optional columns it needs; when
+  one is absent the metric is left out, and the commands say so (see
+  [data-contract.md](data-contract.md#optional-means-optional)).
 * "higher is" is the metric's direction, used for explanations and as an option for the
   model's monotone constraints.
 
@@ -307,7 +310,8 @@ def catalog_markdown(config: MetricsConfig | None = None) -> str:
             continue
         lines += [f"### {group}", "", "| metric | meaning | unit | higher is | source |",
                   "|---|---|---|---|---|"]
-        lines += [f"| `{m.name}` | {m.description} | {m.unit} | {m.direction} | {m.source} |"
+        lines += [f"| `{m.name}` | {m.description} | {m.unit} | {m.direction} | {m.source}"
+                  f"{'; needs ' + ', '.join(f'`{n}`' for n in m.needs) if m.needs else ''} |"
                   for m in rows]
         lines.append("")
     return "\n".join(lines)
