@@ -18,11 +18,13 @@ def test_notebook_is_stored_without_outputs():
 
 
 @pytest.mark.slow
-def test_walkthrough_runs_top_to_bottom(tmp_path, monkeypatch):
+@pytest.mark.parametrize("minimal", ["0", "1"], ids=["full", "contract-minimal"])
+def test_walkthrough_runs_top_to_bottom(tmp_path, monkeypatch, minimal):
     from nbclient import NotebookClient
 
     monkeypatch.setenv("HEALTHSCORE_NOTEBOOK_DIR", str(tmp_path))
     monkeypatch.setenv("HEALTHSCORE_NOTEBOOK_ACCOUNTS", "80")
+    monkeypatch.setenv("HEALTHSCORE_NOTEBOOK_MINIMAL", minimal)
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(nb, timeout=900, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
