@@ -76,6 +76,7 @@ def test_scoring_the_same_day_twice_changes_nothing(setup):
     root, _, as_of = setup
     first = run(setup, as_of, "twice.csv")
     files = sorted((root / "out" / "score_history").rglob("*.parquet"))
+    assert files  # the runs keep their history there, so the comparison below means something
     second = run(setup, as_of, "twice.csv")
     pd.testing.assert_frame_equal(first, second)
     assert sorted((root / "out" / "score_history").rglob("*.parquet")) == files
