@@ -6,13 +6,16 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from healthscore.contract import DROP
 from healthscore.errors import DataContractError
+from pipelines.io import read_data_folder
 from pipelines.validate import check_data_folder
 from tests.conftest import VALID_FOLDER
 
@@ -21,15 +24,35 @@ JUNK = ["", ",", ";", '"', "\n", "\t", "-1", "1e309", "NaN", "2024-02-30", "9999
         "<script>", "=cmd()", "\x00", "é", "a1", "   ", "2024-01-01T25:00:00", "1.5"]
 
 
+def _present(column: pd.Series) -> pd.Series:
+    """Where a raw column holds a value (not empty, not only blanks)."""
+    return column.notna() & (column.astype("str").str.strip() != "")
+
+
 def _check(folder: Path) -> None:
+    """A clear error, or nothing lost unreported: a row leaves only with a counted drop,
+    and a source without drops keeps every value it was given."""
     try:
         validation = check_data_folder(folder)
     except DataContractError as exc:
         assert str(exc).strip(), "an error must say something"
         return
-    for problem in validation.all_problems:
-        text = str(problem)
-        assert problem.file in text and problem.reason in text
+    if not validation.ok:
+        assert validation.tables == {}, "no clean tables from data with errors"
+        return
+    raws = read_data_folder(folder)
+    for name, report in validation.reports.items():
+        kept = validation.tables[name]
+        drops = [p.count for p in report.problems if p.severity == DROP]
+        dropped = report.rows - len(kept)
+        assert max(drops, default=0) <= dropped <= sum(drops), (name, dropped, report.problems)
+        if drops:
+            continue
+        raw = raws[name].table.reset_index(drop=True)
+        raw.columns = [str(c).strip() for c in raw.columns]
+        for column in kept.columns:
+            lost = _present(raw[column]) & kept[column].isna()
+            assert not lost.any(), (name, column, raw.loc[lost, column].head(3).tolist())
 
 
 @settings(deadline=None,
@@ -40,6 +63,9 @@ def _check(folder: Path) -> None:
     junk=st.sampled_from(JUNK),
     delete=st.integers(0, 5),
 )
+# Junk in optional columns, where nothing else would catch it if it were let through.
+@example(file="events.csv", position=167, junk="<script>", delete=1)  # the count 3
+@example(file="tickets.csv", position=84, junk="2024-02-30", delete=19)  # a resolved_at
 def test_splicing_junk_into_any_file(tmp_path_factory, file, position, junk, delete):
     folder = tmp_path_factory.mktemp("fuzz")
     for name, text in VALID_FOLDER.items():

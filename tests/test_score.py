@@ -76,6 +76,7 @@ def test_scoring_the_same_day_twice_changes_nothing(setup):
     root, _, as_of = setup
     first = run(setup, as_of, "twice.csv")
     files = sorted((root / "out" / "score_history").rglob("*.parquet"))
+    assert files  # the runs keep their history there, so the comparison below means something
     second = run(setup, as_of, "twice.csv")
     pd.testing.assert_frame_equal(first, second)
     assert sorted((root / "out" / "score_history").rglob("*.parquet")) == files
@@ -92,11 +93,17 @@ def test_trend_and_debounced_alerts_over_runs(setup):
     change = (last.loc[both, "health_score"] - previous.loc[both, "health_score"]).dropna()
     np.testing.assert_allclose(last.loc[change.index, "score_change"], change, atol=1e-9)
     assert last["runs_in_band"].between(1, 3).all()
-    alerts = pd.read_csv(history / "alerts.csv")
-    for row in alerts.itertuples():  # a change alerted only after it held two runs
-        assert row.from_band != row.to_band
-        held = [r.scores.set_index("account_id")["band"].get(row.account_id) for r in runs]
-        assert held[-2:] == [row.to_band, row.to_band]
+    # A band change is alerted once it has held two runs, and only then: with three runs,
+    # exactly the accounts whose last two bands agree and differ from the first.
+    bands = pd.concat([r.scores.set_index("account_id")["band"] for r in runs], axis=1,
+                      keys=["first", "second", "last"]).dropna()
+    held = bands.loc[(bands["second"] == bands["last"]) & (bands["first"] != bands["last"])]
+    expected = set(zip(held.index, [pd.Timestamp(as_of)] * len(held), held["first"], held["last"]))
+    assert expected, "the book has no band change that held two runs: nothing is tested"
+    alerts = pd.read_csv(history / "alerts.csv", parse_dates=["as_of_date"])
+    assert set(zip(alerts["account_id"], alerts["as_of_date"], alerts["from_band"],
+                   alerts["to_band"])) == expected
+    assert len(alerts) == len(expected)
 
 
 def test_crm_csv_neutralises_formulas(setup, scored):

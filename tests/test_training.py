@@ -96,6 +96,7 @@ def test_less_usage_never_makes_an_account_healthier(final, observations, metric
     usage = [m.name for m in metric_catalog
              if m.group in ("frequency", "breadth", "depth") and m.direction == "healthier"
              and m.name in model.features_]
+    assert usage, "the model uses no usage metric that higher is healthier: nothing is tested"
     X = observations[model.features_].iloc[::50]
     before = model.predict_proba(X)[:, 1]
     for factor in (0.5, 0.0):
