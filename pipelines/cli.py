@@ -223,7 +223,10 @@ def validate(
     for column, justify in (("source", "left"), ("file", "left"), ("rows", "right"),
                             ("kept", "right"), ("from", "left"), ("to", "left"),
                             ("problems", "right")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        # File names stay whole on a narrow terminal: the other columns give way.
+        widest = max((len(r.file) for r in validation.reports.values()), default=4)
+        table.add_column(column, justify=justify,  # type: ignore[arg-type]
+                         min_width=widest if column == "file" else None, no_wrap=column == "file")
     for name in SOURCES:
         report = validation.reports.get(name)
         if report is None:

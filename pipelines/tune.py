@@ -44,7 +44,9 @@ def tune(data_dir: Path, as_of: dt.date | None, config: Config, out: Path, trial
     # The same sizing as `train`, so the tuning folds lie before the period train reports.
     plan = plan_backtest(known, config.model)
     m, tuning = plan.config, plan.tuning
-    for note in [*(f"not built: {line}" for line in data.not_built), *plan.notes]:
+    for line in data.not_built:
+        progress(f"not built: {line}")
+    for note in plan.notes:
         progress(f"backtest sized to the data: {note}")
     if not tuning:
         raise HealthscoreError(

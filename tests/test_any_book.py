@@ -190,8 +190,8 @@ def _fast_config(tmp_path: Path) -> Path:
     return path
 
 
-def _chain(folder: Path, tmp_path: Path, monkeypatch) -> dict[str, object]:
-    """validate -> features -> train -> score -> monitor -> report through the CLI."""
+def _chain(folder: Path, tmp_path: Path, monkeypatch, tune: bool = False) -> dict[str, object]:
+    """validate -> features -> train (-> tune) -> score -> monitor -> report through the CLI."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     runner, config, out = CliRunner(), str(_fast_config(tmp_path)), tmp_path / "out"
     results = {}
@@ -199,6 +199,8 @@ def _chain(folder: Path, tmp_path: Path, monkeypatch) -> dict[str, object]:
         ("validate", ["validate", "--data", str(folder), "--allow-drops"]),
         ("features", ["features", "--data", str(folder), "--out", str(out / "h.parquet"), "--config", config]),
         ("train", ["train", "--data", str(folder), "--config", config]),
+        *([("tune", ["tune", "--data", str(folder), "--out", str(out / "tuned.yaml"), "--config",
+                     config, "--trials", "2"])] if tune else []),
         ("score", ["score", "--data", str(folder), "--out", str(out / "scores.csv"), "--config", config,
                    "--backfill", "2"]),
         ("monitor", ["monitor", "--data", str(folder), "--out", str(out / "m.json"), "--config", config]),
@@ -212,9 +214,10 @@ def _chain(folder: Path, tmp_path: Path, monkeypatch) -> dict[str, object]:
 
 
 def test_the_whole_chain_on_a_contract_minimal_book_with_integer_ids(tmp_path, monkeypatch):
-    book = minimal(foreign_book(accounts=70, days=480, seed=2))
-    outputs = _chain(write_book(book, tmp_path / "book"), tmp_path, monkeypatch)
+    book = minimal(foreign_book(accounts=70, days=620, seed=2))
+    outputs = _chain(write_book(book, tmp_path / "book"), tmp_path, monkeypatch, tune=True)
     assert "Not built: optional column events.user_id is absent" in outputs["train"]
+    assert "Best tuning-fold ROC-AUC" in outputs["tune"]
     assert outputs["train"].count("optional source tickets is absent") == 1
     scores = pd.read_csv(tmp_path / "out" / "scores.csv")
     assert len(scores) > 10 and scores["churn_probability"].between(0, 1).all()
@@ -245,3 +248,31 @@ def test_a_book_with_no_known_outcome_yet_says_how_much_history_is_missing(tmp_p
     result = CliRunner().invoke(app, ["train", "--data", str(folder)])
     assert result.exit_code == 2
     assert "no outcome is known yet" in result.output and "more days of history" in result.output
+
+
+def test_scoring_a_book_whose_accounts_are_all_too_new_says_so_and_fails(scoring_store, tmp_path):
+    """Every active account younger than score.min_tenure_days: no scores, a clear
+    message with the day scoring can start, and a non-zero exit."""
+    root, data, as_of = scoring_store
+    config = tmp_path / "young.yaml"
+    config.write_text("score:\n  min_tenure_days: 5000\n")
+    result = CliRunner().invoke(app, ["score", "--data", str(data), "--out", str(tmp_path / "s.csv"),
+                                      "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "younger than score.min_tenure_days (5000 days" in result.output
+    assert "none can be scored yet" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_scoring_says_how_many_accounts_were_held_back_as_too_new(scoring_store, tmp_path):
+    root, data, as_of = scoring_store
+    config = tmp_path / "young.yaml"
+    config.write_text("score:\n  min_tenure_days: 400\n")
+    result = CliRunner().invoke(app, ["score", "--data", str(data), "--out", str(tmp_path / "s.csv"),
+                                      "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(tmp_path / "s.csv")
+    young = int((scores["band"] == "insufficient_data").sum())
+    assert 0 < young < len(scores)
+    assert f"{young:,} of {len(scores):,} accounts held back as too new to score" in result.output
+    assert scores.loc[scores["band"] == "insufficient_data", "churn_probability"].isna().all()
