@@ -276,3 +276,12 @@ def test_scoring_says_how_many_accounts_were_held_back_as_too_new(scoring_store,
     assert 0 < young < len(scores)
     assert f"{young:,} of {len(scores):,} accounts held back as too new to score" in result.output
     assert scores.loc[scores["band"] == "insufficient_data", "churn_probability"].isna().all()
+
+
+def test_a_book_where_nobody_has_churned_yet_stops_naming_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    book = minimal(foreign_book(accounts=30, days=300, seed=6, churn_bias=-30))
+    result = CliRunner().invoke(app, ["train", "--data", str(write_book(book, tmp_path / "b"))])
+    assert result.exit_code == 2, result.output
+    assert "no churn is known among" in result.output
+    assert "needs both churned and retained accounts" in result.output.replace("\n", " ")
