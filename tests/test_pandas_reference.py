@@ -177,7 +177,7 @@ def test_reference_equals_engine_on_edge_cases(edge_histories):
 
 
 def test_reference_hand_computed_on_edge_cases(edge_histories):
-    """The reference itself, on the rows the xfail tests below are about."""
+    """The reference itself, by hand, on the edge cases the engine once got wrong."""
     _, pandas = edge_histories
     a = pandas.set_index(KEYS).loc[("a", pd.Timestamp(D))]
     assert a["invoices_overdue_days_max_current"] == (D - dt.date(2023, 1, 31)).days
