@@ -123,8 +123,8 @@ def plan_backtest(observations: pd.DataFrame, config: ModelConfig) -> BacktestPl
         f"no out-of-time backtest: an outcome is known {wait} days after its observation, so a "
         f"fold needs rows with both outcomes more than {wait} days before it, and the labelled "
         f"observations span {span} days (a backtest needs about {wait + MIN_FOLD_DAYS + 28} "
-        "with churns throughout); the model is trained and registered, but its quality is "
-        "unmeasured until more outcomes are known"])
+        "days with churns throughout); the model is trained and registered, but its quality "
+        "is unmeasured until more outcomes are known"])
 
 
 def final_calibration_days(observations: pd.DataFrame, calibration_days: int) -> int | None:

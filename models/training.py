@@ -99,6 +99,9 @@ def learned_weights(model: CalibratedLightGBM, logistic, X: pd.DataFrame,
         "lightgbm_shap_share": shap_by / shap_by.sum(),
         "logistic_weight_share": coef_by / coef_by.sum(),
     }).reindex(list(CATEGORY_GROUPS)).fillna(0.0)
+    # A category whose sources are absent learns 0% for want of data, not of signal.
+    present = {category_of.get(group_of.get(m, "own"), "own metrics") for m in X.columns}
+    table["has_data"] = [c in present for c in table.index]
     table.index.name = "category"
     return table.reset_index()
 

@@ -142,12 +142,18 @@ def _backtest(name: str | None, version: str, model, config: Config) -> dict:
                                                              dst_path=tmp))
         except (mlflow.exceptions.MlflowException, OSError):
             return {"available": False}
-        needed = ("backtest_pooled.csv", "backtest_predictions.parquet", "learned_weights.csv")
-        if not all((folder / f).is_file() for f in needed):
+        if not (folder / "learned_weights.csv").is_file():
             return {"available": False}
+        weights = pd.read_csv(folder / "learned_weights.csv")
+        needed = ("backtest_pooled.csv", "backtest_predictions.parquet")
+        if not all((folder / f).is_file() for f in needed):
+            # Trained on too short a history for an out-of-time backtest.
+            plan = MlflowClient().get_run(run_id).data.tags.get("backtest_plan", "")
+            return {"available": True, "backtested": False, "note": plan,
+                    "weights": json_ready(weights.to_dict("records")),
+                    "horizon_days": config.model.horizon_days, "capacity": config.model.capacity}
         pooled = pd.read_csv(folder / "backtest_pooled.csv")
         predictions = pd.read_parquet(folder / "backtest_predictions.parquet")
-        weights = pd.read_csv(folder / "learned_weights.csv")
     rows, curves, lift = [], {}, {}
     for key, label in BACKTEST_MODELS.items():
         row = pooled.loc[pooled["model"] == key]
@@ -170,7 +176,7 @@ def _backtest(name: str | None, version: str, model, config: Config) -> dict:
              .agg(["size", "mean"]).reindex(BAND_ORDER["fixed"]))
     band_rows = [{"band": b, "observations": int(n) if pd.notna(n) else 0, "churn_rate": m}
                  for b, (n, m) in table.iterrows()]
-    return {"available": True, "models": rows, "reliability": curves, "lift": lift,
+    return {"available": True, "backtested": True, "models": rows, "reliability": curves, "lift": lift,
             "bands": band_rows, "horizon_days": config.model.horizon_days,
             "weights": weights.to_dict("records"), "capacity": config.model.capacity}
 

@@ -24,6 +24,7 @@ from models.backtest import final_calibration_days, plan_backtest
 from pipelines.cli import app
 from pipelines.features import compute_metric_history
 from pipelines.validate import load_data_folder
+from report_browser import payload_of
 
 # The product's own names: nothing here is the demo's.
 METRICS = MetricsConfig(
@@ -222,7 +223,11 @@ def test_the_whole_chain_on_a_contract_minimal_book_with_integer_ids(tmp_path, m
     scores = pd.read_csv(tmp_path / "out" / "scores.csv")
     assert len(scores) > 10 and scores["churn_probability"].between(0, 1).all()
     assert scores["health_score"].between(0, 100).all()
-    assert (tmp_path / "out" / "report.html").stat().st_size > 10_000
+    backtest = payload_of((tmp_path / "out" / "report.html").read_text(encoding="utf-8"))["backtest"]
+    assert backtest["backtested"] and backtest["models"]
+    # Categories without a source learn nothing for want of data, and say so.
+    no_data = {w["category"] for w in backtest["weights"] if not w["has_data"]}
+    assert no_data == {"csat_nps", "support", "onboarding", "engagement", "billing", "own metrics"}
 
 
 @pytest.mark.slow
@@ -240,6 +245,10 @@ def test_a_six_month_book_of_monthly_terms_trains_and_registers_a_model(tmp_path
     outputs = _chain(write_book(book, tmp_path / "book"), tmp_path, monkeypatch)
     assert "Backtest sized to the data" in outputs["train"]
     assert "registered version 1" in outputs["train"]
+    # The report says why there is no backtest, instead of "not in this MLflow store".
+    backtest = payload_of((tmp_path / "out" / "report.html").read_text(encoding="utf-8"))["backtest"]
+    assert backtest["available"] and backtest["backtested"] is False
+    assert "no out-of-time backtest" in backtest["note"] and backtest["weights"]
 
 
 def test_a_book_with_no_known_outcome_yet_says_how_much_history_is_missing(tmp_path, monkeypatch):

@@ -175,13 +175,13 @@
     const w = bt.weights;
     const cats = w.map((r) => r.category);
     const wrap = byId("weights-chart");
-    const width = 720, rowH = 16, left = 130, group = 3 * rowH + 10;
+    const width = 720, rowH = 16, left = 170, group = 3 * rowH + 10;
     const s = svg("svg", { viewBox: `0 0 ${width} ${cats.length * group + 30}`, width: "100%", role: "img", style: "max-width:820px" });
     const max = Math.max(...w.flatMap((r) => [r.hand_weight, r.lightgbm_shap_share, r.logistic_weight_share]));
     const parts = [["lightgbm_shap_share", "Learned (LightGBM SHAP)", SERIES[0]], ["logistic_weight_share", "Logistic baseline", SERIES[2]], ["hand_weight", "Hand-set scorecard", SERIES[1]]];
     w.forEach((r, i) => {
       const y0 = i * group + 24;
-      s.append(svg("text", { x: left - 8, y: y0 + rowH + 6, "text-anchor": "end" }, r.category));
+      s.append(svg("text", { x: left - 8, y: y0 + rowH + 6, "text-anchor": "end" }, r.category + (r.has_data === false ? " (no data)" : "")));
       parts.forEach(([key, , color], j) => {
         const wd = (width - left - 70) * (r[key] || 0) / max;
         s.append(svg("rect", { x: left, y: y0 + j * rowH, width: Math.max(wd, 0.5), height: rowH - 3, fill: color }));
@@ -195,6 +195,10 @@
     wrap.append(s);
 
     const body = byId("backtest-body");
+    if (bt.backtested === false) {
+      const note = bt.note ? bt.note.charAt(0).toUpperCase() + bt.note.slice(1) : "No out-of-time backtest: too little labelled history";
+      body.append(el("p", { class: "muted" }, `${note}.`));
+    } else {
     body.append(el("p", { class: "muted" }, `Walk-forward, out of time: each fold trains only on outcomes known at its start and ` +
       `is scored on the weeks after it. Churn within ${bt.horizon_days} days. Working ${bt.capacity} accounts a week.`));
     body.append(table(["Model", "ROC-AUC", "PR-AUC", "Top-decile lift", `Precision @ ${bt.capacity}/week`, `Recall @ ${bt.capacity}/week`, "Calibration error (ECE)"],
@@ -213,6 +217,7 @@
       table(["Band", "Observations", "Churned"], bt.bands.map((b) => [chip(b.band), fmt.int(b.observations), fmt.pct(b.churn_rate, 1)]), [0, 1, 1]));
     row.append(rel, lift, bands);
     body.append(row);
+    }
   } else {
     byId("weights-chart").append(el("p", { class: "muted" }, "The model's training run is not in this MLflow store."));
     byId("backtest-body").append(el("p", { class: "muted" }, "The model's training run is not in this MLflow store."));
