@@ -259,14 +259,19 @@ def test_a_book_with_no_known_outcome_yet_says_how_much_history_is_missing(tmp_p
     assert "no outcome is known yet" in result.output and "more days of history" in result.output
 
 
+def _score_with_min_tenure(data: Path, tmp_path: Path, days: int):
+    """``healthscore score`` of ``data`` into ``tmp_path/s.csv`` with score.min_tenure_days."""
+    config = tmp_path / "young.yaml"
+    config.write_text(f"score:\n  min_tenure_days: {days}\n")
+    return CliRunner().invoke(app, ["score", "--data", str(data), "--out", str(tmp_path / "s.csv"),
+                                    "--config", str(config)])
+
+
 def test_scoring_a_book_whose_accounts_are_all_too_new_says_so_and_fails(scoring_store, tmp_path):
     """Every active account younger than score.min_tenure_days: no scores, a clear
     message with the day scoring can start, and a non-zero exit."""
-    root, data, as_of = scoring_store
-    config = tmp_path / "young.yaml"
-    config.write_text("score:\n  min_tenure_days: 5000\n")
-    result = CliRunner().invoke(app, ["score", "--data", str(data), "--out", str(tmp_path / "s.csv"),
-                                      "--config", str(config)])
+    _, data, _ = scoring_store
+    result = _score_with_min_tenure(data, tmp_path, 5000)
     assert result.exit_code == 2, result.output
     assert "younger than score.min_tenure_days (5000 days" in result.output
     assert "none can be scored yet" in result.output and "Traceback" not in result.output
@@ -274,11 +279,8 @@ def test_scoring_a_book_whose_accounts_are_all_too_new_says_so_and_fails(scoring
 
 
 def test_scoring_says_how_many_accounts_were_held_back_as_too_new(scoring_store, tmp_path):
-    root, data, as_of = scoring_store
-    config = tmp_path / "young.yaml"
-    config.write_text("score:\n  min_tenure_days: 400\n")
-    result = CliRunner().invoke(app, ["score", "--data", str(data), "--out", str(tmp_path / "s.csv"),
-                                      "--config", str(config)])
+    _, data, _ = scoring_store
+    result = _score_with_min_tenure(data, tmp_path, 400)
     assert result.exit_code == 0, result.output
     scores = pd.read_csv(tmp_path / "s.csv")
     young = int((scores["band"] == "insufficient_data").sum())
