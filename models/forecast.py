@@ -23,8 +23,9 @@ Definitions, all as of a date ``as_of``:
   in ARR up for renewal (they do in expected ARR lost).
 * **ARR lost** is the sum of independent per-account outcomes: the account is lost at one
   of its renewals in the period (with that renewal's ARR) or not at all. Its distribution
-  is computed exactly by convolution (:func:`loss_distribution`), and ``low``/``high``
-  are its central ``level`` interval.
+  is computed by convolution (:func:`loss_distribution`: exact when the ARR values share a
+  common step of whole cents, otherwise on a grid of 1/20000 of the ARR at stake), and
+  ``low``/``high`` are its central ``level`` interval. No sampling, so no seed.
 """
 
 from __future__ import annotations
