@@ -2,10 +2,16 @@
 
 Observation dates in the reported period are cut into folds of ``fold_days``. For a
 fold starting at S, a model learns only from observations whose label was certain by S
-(``label_known_at <= S``) and is tested on the fold's observations. There are many
-observations per account; time is the split, so an account's past trains the model
-that scores its future, exactly as in production, and nothing from the fold's future
-is seen. Tuning uses folds *before* the reported period (see :func:`fold_plan`).
+(``label_known_at <= S``: the outcome of their term was known by S) and is tested on the
+fold's observations. There are many observations per account; time is the split, so an
+account's past trains the model that scores its future, exactly as in production, and
+nothing from the fold's future is seen. Tuning uses folds *before* the reported period
+(see :func:`fold_plan`).
+
+Every model predicts the renewal risk; its churn probability over the horizon follows
+from the calendar (:func:`models.renewal.window_probability`). A test row carries both
+outcomes as they were known by the training date: ``y`` (churn in the horizon, NaN when
+not known yet) and ``y_renewal`` (churn at the next renewal, NaN while pending).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import pandas as pd
 from healthscore.config import ModelConfig
 from models.churn_model import split_for_calibration
 from models.evaluation import scores
+from models.renewal import window_probability
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,14 @@ def fold_plan(observations: pd.DataFrame, folds: int, fold_days: int,
             [Fold(i + 1, f.start, f.end) for i, f in enumerate(tuning)])
 
 
+def evaluable(observations: pd.DataFrame) -> pd.DataFrame:
+    """The observations whose horizon outcome is known: the folds are laid over their
+    dates (the reported period ends where the churn-in-horizon metrics can be measured)."""
+    if "churned_window" not in observations:
+        return observations
+    return observations.loc[observations["churned_window"].notna()]
+
+
 # Shortest folds and calibration window a short book may be cut down to.
 MIN_FOLD_DAYS = 14
 MIN_CALIBRATION_DAYS = 14
@@ -77,7 +92,7 @@ class BacktestPlan:
 
 
 def can_calibrate(labels: np.ndarray, dates: pd.Series, calibration_days: int) -> bool:
-    """Both outcomes both in the latest ``calibration_days`` of observation dates (held
+    """Both outcomes both in the latest ``calibration_days`` of outcome dates (held
     out to calibrate) and in the rows before them (to fit the booster)."""
     held = split_for_calibration(dates.reset_index(drop=True), calibration_days)
     labels = np.asarray(labels)
@@ -90,7 +105,7 @@ def fold_usable(observations: pd.DataFrame, fold: Fold, calibration_days: int) -
     hold both outcomes before and inside the calibration window."""
     train, test = split(observations, fold)
     return (not test.empty and train["churned"].nunique() == 2
-            and can_calibrate(train["churned"].to_numpy(), train["as_of_date"], calibration_days))
+            and can_calibrate(train["churned"].to_numpy(), train["label_known_at"], calibration_days))
 
 
 def plan_backtest(observations: pd.DataFrame, config: ModelConfig) -> BacktestPlan:
@@ -105,10 +120,10 @@ def plan_backtest(observations: pd.DataFrame, config: ModelConfig) -> BacktestPl
     for calibration in _halvings(config.calibration_days, MIN_CALIBRATION_DAYS):
         for fold_days in _halvings(config.fold_days, MIN_FOLD_DAYS):
             for count in range(config.folds, 0, -1):
-                folds, _ = fold_plan(observations, count, fold_days)
+                folds, _ = fold_plan(evaluable(observations), count, fold_days)
                 if not all(fold_usable(observations, f, calibration) for f in folds):
                     continue
-                _, tuning = fold_plan(observations, count, fold_days, config.tuning_folds)
+                _, tuning = fold_plan(evaluable(observations), count, fold_days, config.tuning_folds)
                 tuning = [f for f in tuning if fold_usable(observations, f, calibration)]
                 chosen = config.model_copy(update={
                     "folds": count, "fold_days": fold_days, "calibration_days": calibration})
@@ -117,8 +132,9 @@ def plan_backtest(observations: pd.DataFrame, config: ModelConfig) -> BacktestPl
                     f"with a {calibration}-day calibration window (configured: {config.folds} x "
                     f"{config.fold_days} days, {config.calibration_days}-day calibration)"]
                 return BacktestPlan(chosen, folds, tuning, notes)
-    wait = int((observations["label_known_at"] - observations["as_of_date"]).max().days)
-    span = int((observations["as_of_date"].max() - observations["as_of_date"].min()).days)
+    labelled = observations.loc[observations["label_known_at"].notna()]
+    wait = int((labelled["label_known_at"] - labelled["as_of_date"]).max().days)
+    span = int((labelled["as_of_date"].max() - labelled["as_of_date"].min()).days)
     return BacktestPlan(config, [], [], [
         f"no out-of-time backtest: an outcome is known {wait} days after its observation, so a "
         f"fold needs rows with both outcomes more than {wait} days before it, and the labelled "
@@ -131,7 +147,7 @@ def final_calibration_days(observations: pd.DataFrame, calibration_days: int) ->
     """The longest calibration window, from ``calibration_days`` halving down to a week,
     in which the final fit can hold out both outcomes (and keep both before it); None
     when no window can."""
-    labels, dates = observations["churned"].to_numpy(), observations["as_of_date"]
+    labels, dates = observations["churned"].to_numpy(), observations["label_known_at"]
     return next((d for d in _halvings(calibration_days, 7) if can_calibrate(labels, dates, d)), None)
 
 
@@ -155,29 +171,38 @@ def split(observations: pd.DataFrame, fold: Fold) -> tuple[pd.DataFrame, pd.Data
     return train, test
 
 
-# A model factory fits on training observations and returns a churn-probability function
-# (or several, by name, when one fit yields variants such as two calibrations).
+# A model factory fits on training observations and returns renewal-risk functions (or
+# several, by name, when one fit yields variants such as two calibrations).
 Fitter = Callable[[pd.DataFrame], dict[str, Callable[[pd.DataFrame], np.ndarray]]]
 
 
 def walk_forward(observations: pd.DataFrame, folds: list[Fold], fitters: dict[str, Fitter],
-                 progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+                 progress: Callable[[str], None] | None = None, horizon_days: int = 90,
+                 lead_days: int = 0, label: str = "fold") -> pd.DataFrame:
     """Predictions of every model on every fold's test rows.
 
     Returns:
-        ``model``, ``fold``, ``account_id``, ``as_of_date``, ``y`` and ``p``.
+        ``model``, ``fold``, ``account_id``, ``as_of_date``, ``renewal_date``, ``y`` and
+        ``p`` (churn in the horizon: outcome, probability) and ``y_renewal`` and
+        ``p_renewal`` (churn at the next renewal).
     """
     parts = []
-    for fold, train, test in iter_folds(observations, folds):
+    for count, (fold, train, test) in enumerate(iter_folds(observations, folds), start=1):
+        y = test["churned_window"].to_numpy(dtype=float) if "churned_window" in test else (
+            np.full(len(test), np.nan))
+        known = test["label_known_at"].notna().to_numpy()
+        y_renewal = np.where(known, test["churned"].to_numpy(dtype=float), np.nan)
         for name, fitter in fitters.items():
             if progress:
-                progress(f"fold {fold.number}/{len(folds)}: {name}")
-            for variant, predict in fitter(train).items():
+                progress(f"{label} {count}/{len(folds)}: {name}")
+            for variant, risk in fitter(train).items():
                 parts.append(pd.DataFrame({
                     "model": variant, "fold": fold.number,
                     "account_id": test["account_id"].to_numpy(),
                     "as_of_date": test["as_of_date"].to_numpy(),
-                    "y": test["churned"].to_numpy(), "p": predict(test),
+                    "renewal_date": test["renewal_date"].to_numpy(),
+                    "y": y, "p": window_probability(risk, test, horizon_days, lead_days),
+                    "y_renewal": y_renewal, "p_renewal": risk(test),
                 }))
     return pd.concat(parts, ignore_index=True)
 
@@ -187,10 +212,13 @@ def summarise(predictions: pd.DataFrame, capacity: int,
     """Pooled, per-fold and per-segment metrics of every model.
 
     Args:
-        predictions: From :func:`walk_forward`.
+        predictions: From :func:`walk_forward` (rows whose horizon outcome is not known
+            by the training date are left out).
         capacity: Accounts a team works per snapshot.
         segments: account_id -> segment (optional).
     """
+    predictions = predictions.loc[predictions["y"].notna()]
+
     def table(keys: list[str]) -> pd.DataFrame:
         rows = [{**dict(zip(keys, k if isinstance(k, tuple) else (k,))), **scores(g, capacity)}
                 for k, g in predictions.groupby(keys, sort=True)]

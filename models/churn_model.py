@@ -24,9 +24,11 @@ from sklearn.preprocessing import StandardScaler
 from features.catalog import Direction
 from models import tree_shap
 from models.health import HealthScale
+from models.renewal import CALENDAR, window_probability
 
 KEYS = ["account_id", "as_of_date"]
-NOT_FEATURES = {*KEYS, "churned", "label_known_at", "segment"}
+NOT_FEATURES = {*KEYS, "churned", "label_known_at", "segment", "renewal_date",
+                "churned_window", "window_known_at"}
 
 LGBM_DEFAULTS: dict[str, float | int] = {
     "learning_rate": 0.05,
@@ -67,8 +69,18 @@ def split_for_calibration(dates: pd.Series, calibration_days: int) -> np.ndarray
     return (dates > cut).to_numpy()
 
 
+def _calendar_design(calendar: pd.DataFrame) -> np.ndarray:
+    """The calendar offset's inputs: log(1 + days) of each calendar metric."""
+    return np.log1p(np.clip(calendar.to_numpy(dtype=float, na_value=np.nan), 0, None))
+
+
 class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
-    """LightGBM with early stopping and out-of-time Platt calibration.
+    """LightGBM with early stopping and out-of-time Platt calibration: the renewal risk.
+
+    ``predict_proba`` is the risk that the account churns at its next renewal (the end
+    of its current term); :meth:`churn_probability` turns it into the probability of
+    churn in (D + lead, D + lead + horizon] with the contract calendar
+    (:mod:`models.renewal`).
 
     Args:
         params: LightGBM parameters over :data:`LGBM_DEFAULTS`.
@@ -78,11 +90,13 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
         calibration_days: The latest days of observations held out of the booster, to
             early-stop it and fit the calibrators.
         seed: Random seed.
+        horizon_days, lead_days: The window of :meth:`churn_probability`.
     """
 
     def __init__(self, params: dict | None = None, directions: dict | None = None,
                  monotone: bool = True, calibration_days: int = 56, seed: int = 7,
-                 score_reference: float = 70.0, score_points_to_double: float = 15.0):
+                 score_reference: float = 70.0, score_points_to_double: float = 15.0,
+                 horizon_days: int = 90, lead_days: int = 0):
         self.params = params
         self.directions = directions
         self.monotone = monotone
@@ -90,9 +104,14 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.score_reference = score_reference
         self.score_points_to_double = score_points_to_double
+        self.horizon_days = horizon_days
+        self.lead_days = lead_days
 
     def fit(self, X: pd.DataFrame, y: np.ndarray, dates: pd.Series) -> CalibratedLightGBM:
-        """Fit on ``X`` (metric columns), ``y`` (0/1) and each row's observation date."""
+        """Fit on ``X`` (metric columns), ``y`` (0/1) and the day each row's outcome
+        became known: the rows whose outcomes became known in the latest
+        ``calibration_days`` (the latest renewal decisions, every observation of their
+        terms) are held out of the booster to early-stop it and fit the calibrators."""
         self.features_ = list(X.columns)
         y = np.asarray(y, dtype=int)
         held = split_for_calibration(pd.Series(dates).reset_index(drop=True), self.calibration_days)
@@ -113,8 +132,20 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
             force_row_wise=True,
         )
         fit_X, cal_X = X.loc[~held], X.loc[held]
+        # The contract calendar's base risk first (a monthly renewal is churned far less
+        # often than an annual one): a logistic offset, and the trees learn the
+        # customer's signal on top of it instead of spending their few rounds on it.
+        self.calendar_ = [c for c in CALENDAR if c in self.features_]
+        self.offset_ = None
+        if self.calendar_:
+            Z = _calendar_design(fit_X[self.calendar_])
+            self.calendar_fill_ = np.nanmedian(Z, axis=0)
+            Z = np.where(np.isnan(Z), self.calendar_fill_, Z)
+            self.calendar_mean_ = Z.mean(axis=0)
+            self.offset_ = LogisticRegression(C=1.0, max_iter=1000).fit(Z, y[~held])
         self.booster_.fit(
-            fit_X, y[~held], eval_X=(cal_X,), eval_y=(y[held],), eval_metric="binary_logloss",
+            fit_X, y[~held], init_score=self._offset(fit_X), eval_X=(cal_X,), eval_y=(y[held],),
+            eval_init_score=[self._offset(cal_X)], eval_metric="binary_logloss",
             callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
         )
         margin = self.raw_log_odds(cal_X)
@@ -129,10 +160,20 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
         self.scale_ = HealthScale(float(y.mean()), self.score_reference, self.score_points_to_double)
         return self
 
+    def _calendar_z(self, X: pd.DataFrame) -> np.ndarray:
+        Z = _calendar_design(X[self.calendar_])
+        return np.where(np.isnan(Z), self.calendar_fill_, Z)
+
+    def _offset(self, X: pd.DataFrame) -> np.ndarray:
+        """The calendar offset's log-odds (0 without calendar metrics)."""
+        if getattr(self, "offset_", None) is None:
+            return np.zeros(len(X))
+        return self.offset_.decision_function(self._calendar_z(X))
+
     def raw_log_odds(self, X: pd.DataFrame) -> np.ndarray:
-        """The booster's uncalibrated log-odds of churn."""
+        """The uncalibrated log-odds of churn: the calendar offset plus the booster's."""
         return self.booster_.predict(X[self.features_], raw_score=True,
-                                     num_iteration=self.booster_.best_iteration_)
+                                     num_iteration=self.booster_.best_iteration_) + self._offset(X)
 
     def log_odds(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated log-odds of churn (Platt)."""
@@ -148,6 +189,15 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
+    def renewal_risk(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability of churn at the next renewal."""
+        return self.predict_proba(X)[:, 1]
+
+    def churn_probability(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated P(churn in (D + lead, D + lead + horizon]), from the renewal risk of
+        every renewal in that window (0 when there is none)."""
+        return window_probability(self.renewal_risk, X, self.horizon_days, self.lead_days)
+
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Per-metric contributions to the calibrated log-odds, plus ``base``.
 
@@ -160,5 +210,14 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
         raw = tree_shap.contributions(self.booster_.booster_, values,
                                       self.booster_.best_iteration_)
         out = pd.DataFrame(raw[:, :-1] * self.platt_a_, columns=self.features_, index=X.index)
-        out["base"] = raw[:, -1] * self.platt_a_ + self.platt_b_
+        base = raw[:, -1]
+        if getattr(self, "offset_", None) is not None:
+            # The offset is linear in the calendar design: each calendar metric's part,
+            # measured from the training mean, is its contribution; the rest is base.
+            w = self.offset_.coef_[0]
+            parts = (self._calendar_z(X) - self.calendar_mean_) * w
+            for j, name in enumerate(self.calendar_):
+                out[name] += parts[:, j] * self.platt_a_
+            base = base + self.offset_.intercept_[0] + float(self.calendar_mean_ @ w)
+        out["base"] = base * self.platt_a_ + self.platt_b_
         return out

@@ -56,18 +56,20 @@ class HealthScale:
         """
         return _compress(self.linear(log_odds))
 
-    def points(self, contributions: pd.DataFrame, log_odds: np.ndarray, base: float) -> pd.DataFrame:
+    def points(self, contributions: pd.DataFrame, log_odds: np.ndarray,
+               base: float | np.ndarray) -> pd.DataFrame:
         """Per-metric contributions (calibrated log-odds) as score points.
 
-        ``base`` is the contributions' expected value (the model's log-odds for the
-        average account); its score is the portfolio's reference score, and each row's
-        points sum to its score minus that reference (to float precision).
+        ``base`` is where the contributions start: the model's log-odds for the average
+        account, or per row that plus what is not shown as a driver (the contract
+        calendar). Its score is the row's reference score, and each row's points sum to
+        its score minus that reference (to float precision).
         """
         linear = self.linear(log_odds)
-        reference = self.linear(np.array([base]))[0]
+        reference = self.linear(np.broadcast_to(np.asarray(base, dtype=float), linear.shape))
         raw = -self.k * contributions
         gap_linear = linear - reference
-        gap_shown = _compress(linear) - _compress(np.array([reference]))[0]
+        gap_shown = _compress(linear) - _compress(reference)
         with np.errstate(divide="ignore", invalid="ignore"):
             factor = np.where(np.abs(gap_linear) > 1e-12, gap_shown / gap_linear, 1.0)
         return raw.mul(factor, axis=0)

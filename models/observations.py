@@ -64,3 +64,77 @@ def label_observations(
 def known_by(observations: pd.DataFrame, day: pd.Timestamp) -> pd.DataFrame:
     """Observations whose label is certain by the end of ``day``."""
     return observations.loc[observations["label_known_at"] <= pd.Timestamp(day)]
+
+
+def current_renewals(metric_history: pd.DataFrame, subscriptions: pd.DataFrame) -> pd.Series:
+    """Each observation's next renewal: the end of the earliest-ending term covering D.
+
+    Only terms that started by D count (a later term is not known at D). NaT when no
+    term covers D.
+
+    >>> history = pd.DataFrame({"account_id": ["a", "a"],
+    ...     "as_of_date": pd.to_datetime(["2024-01-10", "2024-02-10"])})
+    >>> subs = pd.DataFrame({"account_id": ["a", "a"],
+    ...     "start_date": pd.to_datetime(["2024-01-01", "2024-02-01"]),
+    ...     "end_date": pd.to_datetime(["2024-02-01", "2024-03-01"])})
+    >>> current_renewals(history, subs).dt.strftime("%m-%d").tolist()
+    ['02-01', '03-01']
+    """
+    rows = pd.DataFrame({"row": np.arange(len(metric_history)),
+                         "account_id": metric_history["account_id"].to_numpy(),
+                         "as_of_date": metric_history["as_of_date"].to_numpy()})
+    pairs = rows.merge(subscriptions[["account_id", "start_date", "end_date"]], on="account_id")
+    covering = pairs.loc[(pairs["start_date"] <= pairs["as_of_date"])
+                         & (pairs["end_date"] > pairs["as_of_date"])]
+    first = covering.groupby("row")["end_date"].min()
+    out = pd.Series(pd.NaT, index=metric_history.index, dtype="datetime64[us]", name="renewal_date")
+    out.iloc[first.index.to_numpy()] = first.to_numpy().astype("datetime64[us]")
+    return out
+
+
+def label_renewals(metric_history: pd.DataFrame, subscriptions: pd.DataFrame,
+                   outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Attach the outcome of each observation's current term: the renewal-risk label.
+
+    An observation (account, D) is labelled by what happened at the end of the term
+    covering D (its next renewal, :func:`current_renewals`): 1 when the account churned
+    there, 0 when it renewed. The label is known when that outcome was (the renewal's
+    start, or the term's end plus the grace period for a churn): a monthly term's label
+    arrives within weeks, an annual one's up to 13 months after D.
+
+    Args:
+        metric_history: One row per account and snapshot.
+        subscriptions: The contract's subscriptions table.
+        outcomes: :func:`features.lifecycle.renewal_outcomes` as of the training date.
+
+    Returns:
+        ``metric_history`` with ``renewal_date``, ``churned`` (0/1; 0 while unknown) and
+        ``label_known_at`` (NaT while the outcome is pending or the term has not ended
+        by the training date), in the same row order.
+
+    >>> history = pd.DataFrame({"account_id": ["a", "a"],
+    ...     "as_of_date": pd.to_datetime(["2024-01-10", "2024-02-10"])})
+    >>> subs = pd.DataFrame({"account_id": ["a", "a"],
+    ...     "start_date": pd.to_datetime(["2024-01-01", "2024-02-01"]),
+    ...     "end_date": pd.to_datetime(["2024-02-01", "2024-03-01"])})
+    >>> outcomes = pd.DataFrame({"account_id": ["a", "a"],
+    ...     "end_date": pd.to_datetime(["2024-02-01", "2024-03-01"]),
+    ...     "outcome": ["renewed", "churned"],
+    ...     "known_at": pd.to_datetime(["2024-02-01", "2024-03-31"])})
+    >>> label_renewals(history, subs, outcomes)["churned"].tolist()
+    [0, 1]
+    """
+    renewal = current_renewals(metric_history, subscriptions)
+    decided = outcomes.loc[outcomes["outcome"].isin(["churned", "renewed"])]
+    # Terms of one account ending on the same day share one decision: the account
+    # churned there when any of them did (no term carried it on).
+    per_decision = (decided.assign(churned=(decided["outcome"] == "churned").astype("int64"))
+                    .groupby(["account_id", "end_date"])
+                    .agg(churned=("churned", "max"), known_at=("known_at", "max")))
+    keys = pd.MultiIndex.from_arrays([metric_history["account_id"].to_numpy(), renewal.to_numpy()])
+    found = per_decision.reindex(keys)
+    out = metric_history.copy()
+    out["renewal_date"] = renewal.to_numpy()
+    out["churned"] = found["churned"].fillna(0).astype("int64").to_numpy()
+    out["label_known_at"] = pd.to_datetime(found["known_at"].to_numpy()).astype("datetime64[us]")
+    return out

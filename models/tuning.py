@@ -36,7 +36,8 @@ def search_space(trial: optuna.Trial) -> dict[str, float | int]:
 def objective(observations: pd.DataFrame, folds: list[Fold], config: ModelConfig,
               catalog: tuple[Metric, ...],
               on_trial: Callable[[optuna.Trial, dict, float], None] | None = None):
-    """An Optuna objective: pooled ROC-AUC of calibrated LightGBM over ``folds``."""
+    """An Optuna objective: pooled ROC-AUC of calibrated LightGBM's renewal risk over
+    ``folds`` (the fold's observations whose renewal outcome is known)."""
     prepared = list(iter_folds(observations, folds))
     if not prepared:
         raise ValueError("no tuning fold has test rows and both outcomes in training")
@@ -47,9 +48,10 @@ def objective(observations: pd.DataFrame, folds: list[Fold], config: ModelConfig
         for step, (_, train, test) in enumerate(prepared):
             features = feature_columns(train)
             model = lightgbm(config, catalog, params=params).fit(
-                train[features], train["churned"], train["as_of_date"])
-            ys.append(test["churned"].to_numpy())
-            ps.append(model.predict_proba(test[features])[:, 1])
+                train[features], train["churned"], train["label_known_at"])
+            known = test.loc[test["label_known_at"].notna()]
+            ys.append(known["churned"].to_numpy())
+            ps.append(model.renewal_risk(known[features]))
             y, p = pd.Series([v for a in ys for v in a]), pd.Series([v for a in ps for v in a])
             value = float(roc_auc_score(y, p)) if y.nunique() == 2 else 0.5
             trial.report(value, step)

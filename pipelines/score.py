@@ -23,6 +23,7 @@ from healthscore.config import Config
 from healthscore.errors import HealthscoreError
 from models.drivers import top_drivers
 from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
+from models.renewal import DAYS_TO_RENEWAL, health_log_odds, split_calendar
 from pipelines import monitor, registry
 from pipelines.features import stage_and_build
 from pipelines.io import exclusive, provenance, write_table
@@ -129,14 +130,18 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     progress(f"scoring {len(today):,} accounts")
     X = today[model.features_]
     lap("metrics")
-    log_odds = model.log_odds(X)
+    renewal_risk = model.renewal_risk(X)
+    probability = model.churn_probability(X)
     scale = model.scale_
-    health = scale.score(log_odds)
     lap("prediction")
     contributions = model.contributions(X)
     lap("explanation")
-    base = float(contributions["base"].iloc[0])
-    points = scale.points(contributions.drop(columns="base"), log_odds, base)
+    # The health score: the renewal risk without the distance to the renewal; drivers:
+    # what is about the customer, from the account's starting point (its term length).
+    log_odds = health_log_odds(contributions)
+    health = scale.score(log_odds)
+    about_customer, start = split_calendar(contributions)
+    points = scale.points(about_customer, log_odds, start)
     enough = (today["tenure_days_current"] >= s.min_tenure_days).to_numpy()
     if not enough.any():
         oldest = int(today["tenure_days_current"].max())
@@ -146,25 +151,28 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
             f"can be scored yet. Score again from {as_of + dt.timedelta(days=s.min_tenure_days - oldest)}, "
             "or lower score.min_tenure_days in the config")
     health = np.where(enough, health, np.nan)
-    probability = np.where(enough, 1 / (1 + np.exp(-log_odds)), np.nan)
+    probability = np.where(enough, probability, np.nan)
+    renewal_risk = np.where(enough, renewal_risk, np.nan)
     bands = assign_bands(health, s.bands, config.model.capacity)
 
     risks, strengths, risk_names = top_drivers(
-        points, X, before[model.features_].reset_index(drop=True), metric_catalog)
-    group_of = {m: metric_catalog[m].group for m in model.features_}
+        points, X[points.columns], before[points.columns].reset_index(drop=True), metric_catalog)
+    group_of = {m: metric_catalog[m].group for m in points.columns}
     by_group = points.T.groupby(group_of).sum().T.add_prefix("points_")
     names = accounts["name"] if "name" in accounts else pd.Series(dtype="str")
     scores = pd.DataFrame({
         "account_id": today["account_id"], "as_of_date": today["as_of_date"],
         "account_name": today["account_id"].map(names).to_numpy(),
         "churn_probability": probability, "health_score": np.round(health, 1), "band": bands,
+        "renewal_risk": renewal_risk,
+        "renewal_date": (today["as_of_date"] + pd.to_timedelta(today[DAYS_TO_RENEWAL], unit="D")).to_numpy(),
         "drivers": [_drivers_text(r, st) if ok else "Too new to score (tenure under "
                     f"{s.min_tenure_days} days)" for r, st, ok in zip(risks, strengths, enough)],
         "top_risks": [" | ".join(r) for r in risks],
         "top_strengths": [" | ".join(st) for st in strengths],
         "model_version": version, "horizon_days": horizon,
         "scored_by": f"healthscore {provenance()['healthscore']}",
-        "reference_score": round(scale.reference_score(base), 2),
+        "reference_score": np.round(scale.score(start), 2),
     })
     by_group = by_group.round(2)
     by_group.loc[~enough] = np.nan

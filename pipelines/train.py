@@ -19,12 +19,12 @@ import mlflow
 import pandas as pd
 
 from features.catalog import available_columns, catalog
-from features.lifecycle import churn_events
+from features.lifecycle import churn_events, renewal_outcomes
 from healthscore.config import Config
 from healthscore.errors import HealthscoreError
 from models.backtest import final_calibration_days, plan_backtest, summarise, walk_forward
 from models.churn_model import TooLittleHistory
-from models.observations import known_by, label_observations
+from models.observations import known_by, label_observations, label_renewals
 from models.training import backtest, fit_final, fitters
 from pipelines import plots, registry
 from pipelines.io import redact
@@ -56,7 +56,9 @@ class TrainingData:
     """What training learns from, all as of the training date T.
 
     Attributes:
-        known: Observations whose label is known by T.
+        known: Observations whose renewal outcome is known by T (what models learn from).
+        observations: Every observation as of T, with both labels as known by T (the
+            backtest tests on them; see :func:`label_all`).
         accounts: The accounts table.
         as_of: T.
         catalog: The metric catalog of the metrics this data supports.
@@ -67,6 +69,7 @@ class TrainingData:
     """
 
     known: pd.DataFrame
+    observations: pd.DataFrame
     accounts: pd.DataFrame
     as_of: dt.date
     catalog: tuple
@@ -90,33 +93,50 @@ def build_observations(data_dir: Path, as_of: dt.date | None, config: Config,
     lost = metrics_not_built(tables, config)
     progress("building the metric history")
     history = stage_and_build(tables, as_of, config)
-    churns = churn_events(subscriptions, pd.Timestamp(as_of), config.grace_days)
-    m = config.model
-    observations = label_observations(history, churns, m.horizon_days, m.lead_days, config.grace_days)
-    known = known_by(observations, pd.Timestamp(as_of)).reset_index(drop=True)
+    observations = label_all(history, subscriptions, as_of, config)
+    known = observations.loc[observations["label_known_at"].notna()].reset_index(drop=True)
     _check_learnable(known, observations, as_of, config)
     current = history.loc[history["as_of_date"] == pd.Timestamp(as_of)].reset_index(drop=True)
-    return TrainingData(known, accounts, as_of, metric_catalog, current, lost)
+    return TrainingData(known, observations, accounts, as_of, metric_catalog, current, lost)
+
+
+def label_all(history: pd.DataFrame, subscriptions: pd.DataFrame, as_of: dt.date,
+              config: Config) -> pd.DataFrame:
+    """Every observation with both labels, as known by T.
+
+    ``churned``/``label_known_at``: the outcome at the end of the observation's current
+    term (what the model learns; NaT while unknown by T). ``churned_window``: churn in
+    the horizon (what the churn probability is measured on; NaN while unknown by T).
+    """
+    day = pd.Timestamp(as_of)
+    m = config.model
+    observations = label_renewals(history, subscriptions,
+                                  renewal_outcomes(subscriptions, day, config.grace_days))
+    observations.loc[observations["label_known_at"] > day, ["churned", "label_known_at"]] = (0, pd.NaT)
+    window = label_observations(history, churn_events(subscriptions, day, config.grace_days),
+                                m.horizon_days, m.lead_days, config.grace_days)
+    observations["churned_window"] = window["churned"].astype(float).where(
+        window["label_known_at"] <= day).to_numpy()
+    return observations
 
 
 def _check_learnable(known: pd.DataFrame, observations: pd.DataFrame, as_of: dt.date,
                      config: Config) -> None:
     """Stop with what is missing when the known outcomes cannot teach a model anything."""
-    m = config.model
-    wait = m.horizon_days + m.lead_days + config.grace_days
-    window = (f"an observation's {m.horizon_days}-day outcome is known {wait} days after it "
-              f"(horizon {m.horizon_days} + lead {m.lead_days} + grace {config.grace_days})")
+    window = ("an observation's outcome is known when its current term ends (renewed) or "
+              f"{config.grace_days} days after (churned: the grace period)")
     if observations.empty:
         raise HealthscoreError(f"as of {as_of} no account is active at any snapshot: "
                                "nothing to learn from (check subscriptions' dates)")
     if known.empty:
         first = observations["as_of_date"].min()
-        ready = first + pd.Timedelta(days=wait)
-        more = (ready - pd.Timestamp(as_of)).days
+        ready = observations["renewal_date"].min() + pd.Timedelta(days=config.grace_days)
+        more = max((ready - pd.Timestamp(as_of)).days, 1)
         raise HealthscoreError(
             f"as of {as_of} no outcome is known yet: {window}, and the first snapshot is "
-            f"{first.date()}, so the first outcome is known on {ready.date()}: about {more} more "
-            f"days of history are needed (or a shorter --horizon)")
+            f"{first.date()}, whose terms end by {observations['renewal_date'].min().date()}, so "
+            f"the first outcomes are known by {ready.date()}: about {more} more days of history "
+            "are needed (or give terms an explicit `status`)")
     churned = int(known["churned"].sum())
     if churned == 0 or churned == len(known):
         which = ("no churn" if churned == 0 else "no retained account")
@@ -124,8 +144,7 @@ def _check_learnable(known: pd.DataFrame, observations: pd.DataFrame, as_of: dt.
             f"as of {as_of} {which} is known among {len(known):,} labelled observations "
             f"({known['account_id'].nunique():,} accounts, snapshots {known['as_of_date'].min().date()} "
             f"to {known['as_of_date'].max().date()}): a model needs both churned and retained "
-            f"accounts. {window.capitalize()}; a churn is known {config.grace_days} days after "
-            "a term ends without renewal. Train again once outcomes of both kinds are known, "
+            f"accounts. {window[0].upper() + window[1:]}. Train again once outcomes of both kinds are known, "
             "or give terms an explicit `status`")
 
 
@@ -142,7 +161,7 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
     """Backtest, fit, log, register and gate one model. See the module docstring."""
     data = build_observations(data_dir, as_of, config, progress)
     known, as_of, metric_catalog = data.known, data.as_of, data.catalog
-    plan = plan_backtest(known, config.model)
+    plan = plan_backtest(data.observations, config.model)
     m = plan.config
     calibration = final_calibration_days(known, m.calibration_days)
     if calibration is None:
@@ -164,7 +183,7 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
     try:
         if plan.folds:
             progress(f"backtest: {len(plan.folds)} folds x 4 models on {len(known):,} observations")
-            predictions, summary = backtest(known, m, metric_catalog, segments, progress)
+            predictions, summary = backtest(data.observations, m, metric_catalog, segments, progress)
         else:
             predictions, summary = None, None
         progress("fitting the final model on every observation known by the as-of date")

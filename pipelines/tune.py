@@ -42,7 +42,7 @@ def tune(data_dir: Path, as_of: dt.date | None, config: Config, out: Path, trial
     data = build_observations(data_dir, as_of, config, progress)
     known, as_of, metric_catalog = data.known, data.as_of, data.catalog
     # The same sizing as `train`, so the tuning folds lie before the period train reports.
-    plan = plan_backtest(known, config.model)
+    plan = plan_backtest(data.observations, config.model)
     m, tuning = plan.config, plan.tuning
     for line in data.not_built:
         progress(f"not built: {line}")
@@ -75,7 +75,7 @@ def tune(data_dir: Path, as_of: dt.date | None, config: Config, out: Path, trial
                      f"(best {max(value, _best(search)):.4f})")
 
         try:
-            search.optimize(objective(known, tuning, m, metric_catalog, record),
+            search.optimize(objective(data.observations, tuning, m, metric_catalog, record),
                             n_trials=trials, timeout=timeout)
         except ValueError as exc:
             raise HealthscoreError(f"tuning: {exc}") from None
