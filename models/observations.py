@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.lifecycle import churn_events, renewal_outcomes
+
 KEYS = ["account_id", "as_of_date"]
 
 
@@ -138,3 +140,26 @@ def label_renewals(metric_history: pd.DataFrame, subscriptions: pd.DataFrame,
     out["churned"] = found["churned"].fillna(0).astype("int64").to_numpy()
     out["label_known_at"] = pd.to_datetime(found["known_at"].to_numpy()).astype("datetime64[us]")
     return out
+
+
+def label_all(metric_history: pd.DataFrame, subscriptions: pd.DataFrame, as_of: pd.Timestamp,
+              grace_days: int, horizon_days: int, lead_days: int = 0) -> pd.DataFrame:
+    """Every observation with both labels, as known by the training date ``as_of``.
+
+    ``renewal_date``, ``churned`` and ``label_known_at``: the outcome at the end of the
+    observation's current term (what the model learns; ``label_known_at`` is NaT while
+    it is unknown by ``as_of``), from :func:`label_renewals`. ``churned_window``: churn
+    in (D + lead, D + lead + horizon] (what the churn probability is measured on; NaN
+    while unknown by ``as_of``), from :func:`label_observations`.
+    """
+    day = pd.Timestamp(as_of)
+    observations = label_renewals(metric_history, subscriptions,
+                                  renewal_outcomes(subscriptions, day, grace_days))
+    late = observations["label_known_at"] > day
+    observations.loc[late, "churned"] = 0
+    observations.loc[late, "label_known_at"] = pd.NaT
+    window = label_observations(metric_history, churn_events(subscriptions, day, grace_days),
+                                horizon_days, lead_days, grace_days)
+    observations["churned_window"] = window["churned"].astype(float).where(
+        window["label_known_at"] <= day).to_numpy()
+    return observations

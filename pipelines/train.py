@@ -19,12 +19,11 @@ import mlflow
 import pandas as pd
 
 from features.catalog import available_columns, catalog
-from features.lifecycle import churn_events, renewal_outcomes
 from healthscore.config import Config
 from healthscore.errors import HealthscoreError
 from models.backtest import final_calibration_days, plan_backtest, summarise, walk_forward
 from models.churn_model import TooLittleHistory
-from models.observations import known_by, label_observations, label_renewals
+from models.observations import label_all
 from models.training import backtest, fit_final, fitters
 from pipelines import plots, registry
 from pipelines.io import redact
@@ -93,31 +92,13 @@ def build_observations(data_dir: Path, as_of: dt.date | None, config: Config,
     lost = metrics_not_built(tables, config)
     progress("building the metric history")
     history = stage_and_build(tables, as_of, config)
-    observations = label_all(history, subscriptions, as_of, config)
+    m = config.model
+    observations = label_all(history, subscriptions, pd.Timestamp(as_of), config.grace_days,
+                             m.horizon_days, m.lead_days)
     known = observations.loc[observations["label_known_at"].notna()].reset_index(drop=True)
     _check_learnable(known, observations, as_of, config)
     current = history.loc[history["as_of_date"] == pd.Timestamp(as_of)].reset_index(drop=True)
     return TrainingData(known, observations, accounts, as_of, metric_catalog, current, lost)
-
-
-def label_all(history: pd.DataFrame, subscriptions: pd.DataFrame, as_of: dt.date,
-              config: Config) -> pd.DataFrame:
-    """Every observation with both labels, as known by T.
-
-    ``churned``/``label_known_at``: the outcome at the end of the observation's current
-    term (what the model learns; NaT while unknown by T). ``churned_window``: churn in
-    the horizon (what the churn probability is measured on; NaN while unknown by T).
-    """
-    day = pd.Timestamp(as_of)
-    m = config.model
-    observations = label_renewals(history, subscriptions,
-                                  renewal_outcomes(subscriptions, day, config.grace_days))
-    observations.loc[observations["label_known_at"] > day, ["churned", "label_known_at"]] = (0, pd.NaT)
-    window = label_observations(history, churn_events(subscriptions, day, config.grace_days),
-                                m.horizon_days, m.lead_days, config.grace_days)
-    observations["churned_window"] = window["churned"].astype(float).where(
-        window["label_known_at"] <= day).to_numpy()
-    return observations
 
 
 def _check_learnable(known: pd.DataFrame, observations: pd.DataFrame, as_of: dt.date,
