@@ -83,7 +83,8 @@ class ModelConfig(BaseModel):
     capacity: int = Field(25, ge=1, description="Accounts a CS team can work per week: precision and recall at this many.")
     monotone: bool = Field(True, description="Constrain LightGBM to the catalog's metric directions.")
     seed: int = Field(7, description="Random seed of every model and of tuning.")
-    gate_tolerance: float = Field(0.005, ge=0, le=0.2, description="Largest backtest ROC-AUC loss against the champion that still promotes.")
+    gate_tolerance: float = Field(0.02, ge=0, le=0.2, description="Largest ROC-AUC loss against the champion, on the newest known outcomes, that still promotes.")
+    gate_log_loss_tolerance: float = Field(0.01, ge=0, le=1, description="Largest log-loss rise against the champion, on the newest known outcomes, that still promotes.")
     lightgbm: dict[str, float | int] = Field(
         default_factory=dict, description="LightGBM parameters over the defaults (tuning writes its best here)."
     )

@@ -16,15 +16,17 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import mlflow
+import numpy as np
 import pandas as pd
 
 from features.catalog import available_columns, catalog
 from healthscore.config import Config
 from healthscore.errors import HealthscoreError
-from models.backtest import final_calibration_days, plan_backtest, summarise, walk_forward
+from models.backtest import final_calibration_days, plan_backtest
+from models.gate import compare, gate_window
 from models.churn_model import TooLittleHistory
 from models.observations import label_all
-from models.training import backtest, fit_final, fitters
+from models.training import backtest, fit_final
 from pipelines import plots, registry
 from pipelines.io import redact
 from pipelines.features import metrics_not_built, own_columns_of, stage_and_build
@@ -209,7 +211,7 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
         version = registry.register(logged.model_uri, m.registered_model,
                                     {**tags, "model_spec": json.dumps(spec, sort_keys=True),
                                      "backtest_roc_auc": auc_text(summary, ".6f")})
-        promoted, reason = _gate(config, known, plan.folds, summary, metric_catalog, version)
+        promoted, reason = _gate(config, final, known, version)
         mlflow.set_tags({"promoted": str(promoted), "gate": reason, "model_version": version})
         # Runs read apart in the UI: what data, which version, what the gate decided, when.
         outcome = "champion" if promoted else "challenger kept"
@@ -240,45 +242,43 @@ def _pooled(summary: dict[str, pd.DataFrame], model: str, metric: str = "roc_auc
     return float(pooled.loc[model, metric])
 
 
-def _gate(config: Config, known: pd.DataFrame, backtest, summary, metric_catalog,
-          version: str) -> tuple[bool, str]:
-    """Promote the challenger unless the champion backtests better on the same window."""
+def _gate(config: Config, challenger, known: pd.DataFrame, version: str) -> tuple[bool, str]:
+    """Promote the challenger unless the registered champion, loaded from the registry,
+    ranks the newest known outcomes better (:mod:`models.gate`)."""
     m = config.model
     name = m.registered_model
     champ = registry.champion(name)
     if champ is None:
         registry.promote(name, version, "first model: there was no champion", "train")
         return True, "no champion yet: promoted"
-    if summary is None:
-        return False, (f"no backtest on this history to compare with champion v{champ.version}: "
-                       "kept the champion (promote by hand with `healthscore promote` if intended)")
-    challenger_auc = _pooled(summary, "lightgbm")
-    spec = model_spec(config)
     champ_spec = json.loads(champ.tags.get("model_spec", "{}"))
     if (champ_spec.get("horizon_days"), champ_spec.get("lead_days")) != (m.horizon_days, m.lead_days):
         return False, (f"champion v{champ.version} predicts a different window "
                        f"(horizon {champ_spec.get('horizon_days')}, lead {champ_spec.get('lead_days')}); "
                        "kept it: promote by hand with `healthscore promote` if intended")
-    if champ_spec == spec:
-        champion_auc = challenger_auc  # same model definition: same backtest on this window
-    else:
-        champ_config = config.model_copy(update={"model": m.model_copy(update={
-            "lightgbm": champ_spec.get("lightgbm", {}), "monotone": champ_spec.get("monotone", m.monotone),
-            "calibration_days": champ_spec.get("calibration_days", m.calibration_days),
-            "seed": champ_spec.get("seed", m.seed)})})
-        refit = fitters(champ_config.model, metric_catalog)["lightgbm"]
-        predictions = walk_forward(known, backtest, {"champion": refit})
-        # The refit also yields its isotonic variant; the gate compares Platt to Platt.
-        predictions = predictions.loc[predictions["model"] == "lightgbm"]
-        champion_auc = float(summarise(predictions, m.capacity)["pooled"]["roc_auc"].iloc[0])
-    mlflow.log_metric("gate.champion_roc_auc", champion_auc)
-    if challenger_auc >= champion_auc - m.gate_tolerance:
-        reason = (f"challenger backtest ROC-AUC {challenger_auc:.4f} vs champion v{champ.version} "
-                  f"{champion_auc:.4f} on the same window (tolerance {m.gate_tolerance}): promoted")
+    wrapped, _ = registry.load(f"models:/{name}/{champ.version}")
+    champion = wrapped.model
+    if not hasattr(champion, "renewal_risk"):
+        return False, (f"champion v{champ.version} predicts churn in a window, not the risk at the "
+                       "next renewal, so the two cannot be compared on the same outcomes; kept it: "
+                       "promote by hand with `healthscore promote` if intended")
+    missing = [c for c in champion.features_ if c not in known.columns]
+    if missing:
+        reason = (f"champion v{champ.version} needs metrics this data no longer produces "
+                  f"({', '.join(missing[:5])}): it cannot score it; promoted")
         registry.promote(name, version, reason, "train")
         return True, reason
-    return False, (f"challenger backtest ROC-AUC {challenger_auc:.4f} is worse than champion "
-                   f"v{champ.version}'s {champion_auc:.4f} by more than {m.gate_tolerance}: kept the champion")
+    window = gate_window(known, challenger.calibration_days)
+    result = compare(challenger, champion, window, m.gate_tolerance, m.gate_log_loss_tolerance,
+                     f"champion v{champ.version}")
+    if not np.isnan(result.champion_roc_auc):
+        mlflow.log_metrics({"gate.champion_roc_auc": result.champion_roc_auc,
+                            "gate.challenger_roc_auc": result.challenger_roc_auc,
+                            "gate.champion_log_loss": result.champion_log_loss,
+                            "gate.challenger_log_loss": result.challenger_log_loss})
+    if result.promote:
+        registry.promote(name, version, result.reason, "train")
+    return result.promote, result.reason
 
 
 def _log_backtest(summary: dict[str, pd.DataFrame]) -> None:
