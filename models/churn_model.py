@@ -107,7 +107,8 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
         self.horizon_days = horizon_days
         self.lead_days = lead_days
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray, dates: pd.Series) -> CalibratedLightGBM:
+    def fit(self, X: pd.DataFrame, y: np.ndarray, dates: pd.Series,
+            sample_weight: np.ndarray | None = None) -> CalibratedLightGBM:
         """Fit on ``X`` (metric columns), ``y`` (0/1) and the day each row's outcome
         became known: the rows whose outcomes became known in the latest
         ``calibration_days`` (the latest renewal decisions, every observation of their
@@ -143,8 +144,11 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
             Z = np.where(np.isnan(Z), self.calendar_fill_, Z)
             self.calendar_mean_ = Z.mean(axis=0)
             self.offset_ = LogisticRegression(C=1.0, max_iter=1000).fit(Z, y[~held])
+        weight = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
         self.booster_.fit(
-            fit_X, y[~held], init_score=self._offset(fit_X), eval_X=(cal_X,), eval_y=(y[held],),
+            fit_X, y[~held], sample_weight=None if weight is None else weight[~held],
+            init_score=self._offset(fit_X), eval_X=(cal_X,), eval_y=(y[held],),
+            eval_sample_weight=None if weight is None else [weight[held]],
             eval_init_score=[self._offset(cal_X)], eval_metric="binary_logloss",
             callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
         )

@@ -450,3 +450,90 @@ def backtest_summary(backtest_table: pd.DataFrame) -> dict[str, float]:
             "coverage": float(backtest_table["inside"].mean()) if months else float("nan"),
             "expected_arr_lost": float(backtest_table["expected_arr_lost"].sum()),
             "actual_arr_lost": float(backtest_table["actual_arr_lost"].sum())}
+
+
+def schedule_with_risk(metric_rows: pd.DataFrame, risk, as_of, until) -> pd.DataFrame:
+    """The renewal schedule of the accounts in ``metric_rows`` (one row per account, as
+    of ``as_of``), each renewal's risk asked of ``risk`` (a renewal-risk function of
+    metric rows) with the days to that renewal.
+
+    Args:
+        metric_rows: The accounts' metric rows as of ``as_of`` (``account_id``, the
+            calendar metrics, ``arr_total_current`` and whatever ``risk`` reads).
+        risk: Renewal risk of metric rows (a fitted model's ``renewal_risk``).
+        as_of: The forecast date.
+        until: The last day of the schedule (included).
+    """
+    rows = metric_rows.reset_index(drop=True)
+    schedule = upcoming_renewals(rows, as_of, until)
+    if schedule.empty:
+        return schedule.assign(renewal_risk=pd.Series(dtype=float))
+    position = pd.Series(np.arange(len(rows)), index=rows["account_id"].to_numpy())
+    asked = rows.iloc[position.loc[schedule["account_id"]].to_numpy()].reset_index(drop=True).copy()
+    asked["renewal_days_to_next"] = schedule["days_to_renewal"].to_numpy(dtype=float)
+    return schedule.assign(renewal_risk=np.clip(np.asarray(risk(asked), dtype=float), 0.0, 1.0))
+
+
+def forecast_horizon(as_of) -> pd.Timestamp:
+    """The last day :func:`periods` reaches from ``as_of`` (the schedule's ``until``)."""
+    return _day(as_of) + pd.Timedelta(days=max(end for _, _, end in periods(as_of)))
+
+
+def walk_forward_backtest(predictions: pd.DataFrame, observations: pd.DataFrame,
+                          as_of, grace_days: int, model: str = "lightgbm",
+                          level: float = 0.8) -> pd.DataFrame:
+    """:func:`backtest` on the walk-forward backtest's predictions: every past month whose
+    renewals all have known outcomes by ``as_of``, forecast from the last snapshot before
+    it as the model of that snapshot's fold scored it (trained only on outcomes known by
+    the fold's start).
+
+    A later renewal of the same account within the month (a monthly account renewing on
+    the 1st and the 31st) takes the next renewal's risk: the walk-forward keeps one risk
+    per observation.
+
+    Args:
+        predictions: :func:`models.backtest.walk_forward` output (``p_renewal`` per
+            ``model``, ``account_id`` and ``as_of_date``).
+        observations: The observations the backtest ran on (calendar metrics,
+            ``arr_total_current``, ``renewal_date``, ``churned``, ``label_known_at``).
+        as_of: The training date: a month is checked when its last day plus
+            ``grace_days`` is on or before it.
+    """
+    as_of = _day(as_of)
+    rows = predictions.loc[predictions["model"] == model, ["account_id", "as_of_date", "p_renewal"]]
+    columns = ["account_id", "as_of_date", "renewal_days_to_next", "term_length_days_current",
+               "arr_total_current"]
+    scored = rows.merge(observations[columns], on=["account_id", "as_of_date"])
+    if scored.empty:
+        return pd.DataFrame(columns=list(BACKTEST_COLUMNS))
+    parts = []
+    first_snapshot = scored["as_of_date"].min()
+    last_month = (as_of - pd.Timedelta(days=grace_days)).to_period("M")
+    if (as_of - pd.Timedelta(days=grace_days)) != last_month.end_time.normalize():
+        last_month = last_month - 1
+    months = pd.period_range((first_snapshot + pd.Timedelta(days=1)).to_period("M") + 1, last_month,
+                             freq="M") if last_month >= first_snapshot.to_period("M") + 1 else []
+    if len(months) == 0:
+        return pd.DataFrame(columns=list(BACKTEST_COLUMNS))
+    snapshots = np.sort(scored["as_of_date"].unique())
+    gap = pd.Series(snapshots).diff().min() if len(snapshots) > 1 else pd.Timedelta(days=7)
+    checked = []
+    for month in months:
+        before = snapshots[snapshots <= month.start_time - pd.Timedelta(days=1)]
+        snap = pd.Timestamp(before[-1])
+        if month.start_time - snap > gap + pd.Timedelta(days=1):
+            continue  # the walk-forward scored no snapshot in the week before this month
+        checked.append(month)
+        at = scored.loc[scored["as_of_date"] == snap]
+        schedule = upcoming_renewals(at, snap, month.end_time.normalize())
+        risk = at.set_index("account_id")["p_renewal"]
+        parts.append(schedule.assign(as_of_date=snap,
+                                     renewal_risk=risk.loc[schedule["account_id"]].to_numpy()))
+    if not parts:
+        return pd.DataFrame(columns=list(BACKTEST_COLUMNS))
+    schedules = pd.concat(parts, ignore_index=True).drop_duplicates(
+        ["as_of_date", "account_id", "sequence"])
+    decided = observations.loc[observations["label_known_at"].notna()].sort_values("as_of_date")
+    outcomes = (decided.groupby(["account_id", "renewal_date"], as_index=False)
+                .agg(churned=("churned", "max"), arr=("arr_total_current", "last")))
+    return backtest(schedules, outcomes, [m.start_time for m in checked], level)

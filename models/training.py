@@ -11,6 +11,7 @@ from models.backtest import Fitter, Fold, evaluable, fold_plan, fold_usable, sum
 from models.churn_model import CalibratedLightGBM, feature_columns, logistic_baseline
 from models.early_warning import LEADS, early_warning
 from models.monitoring import build_profile
+from models.observations import decision_weights
 from models.renewal import CALENDAR
 from models.scorecard import SCORECARD, HandWeightedScorecard
 
@@ -68,7 +69,7 @@ def fitters(config: ModelConfig, catalog: tuple[Metric, ...],
             features = [c for c in feature_columns(train)
                         if contract or group_of.get(c) != "contract"]
             model = lightgbm(config, catalog, monotone).fit(
-                train[features], train["churned"], train["label_known_at"])
+                train[features], train["churned"], train["label_known_at"], decision_weights(train))
             if not contract:
                 return {"lightgbm_no_contract": lambda t: model.renewal_risk(t[features])}
             name = "lightgbm" if monotone == config.monotone else (
@@ -188,7 +189,8 @@ def fit_final(observations: pd.DataFrame, config: ModelConfig, catalog: tuple[Me
     """
     features = feature_columns(observations)
     final = lightgbm(config, catalog, scale=scale).fit(
-        observations[features], observations["churned"], observations["label_known_at"])
+        observations[features], observations["churned"], observations["label_known_at"],
+        decision_weights(observations))
     logistic = logistic_baseline(config.seed).fit(observations[features], observations["churned"])
     if current is not None and len(current):
         latest = current

@@ -18,6 +18,7 @@ from features.catalog import Metric
 from healthscore.config import ModelConfig
 from models.backtest import Fold, iter_folds
 from models.churn_model import feature_columns
+from models.observations import decision_weights
 from models.training import lightgbm
 
 
@@ -48,7 +49,7 @@ def objective(observations: pd.DataFrame, folds: list[Fold], config: ModelConfig
         for step, (_, train, test) in enumerate(prepared):
             features = feature_columns(train)
             model = lightgbm(config, catalog, params=params).fit(
-                train[features], train["churned"], train["label_known_at"])
+                train[features], train["churned"], train["label_known_at"], decision_weights(train))
             known = test.loc[test["label_known_at"].notna()]
             ys.append(known["churned"].to_numpy())
             ps.append(model.renewal_risk(known[features]))

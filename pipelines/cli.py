@@ -365,9 +365,10 @@ def _print_backtest(result, cfg) -> None:
                   f"{result.as_of}, churn rate {result.churn_rate:.1%}): too little labelled "
                   "history; the model's quality is not measured yet.")
         return
-    table = Table(title=f"Out-of-time backtest ({len(result.folds['fold'].unique())} folds, "
-                        f"{result.observations:,} observations known by {result.as_of}, "
-                        f"churn rate {result.churn_rate:.1%}, horizon {cfg.model.horizon_days} days)")
+    table = Table(title=f"Out-of-time backtest of the churn probability: churn within "
+                        f"{cfg.model.horizon_days} days ({len(result.folds['fold'].unique())} folds; "
+                        f"the model learned from {result.observations:,} observations with a renewal "
+                        f"outcome known by {result.as_of}, {result.churn_rate:.1%} churned at it)")
     for column in ("model", "ROC-AUC", "PR-AUC", "Brier", "log loss", "top-decile lift",
                    f"precision@{cfg.model.capacity}", f"recall@{cfg.model.capacity}", "ECE"):
         table.add_column(column, justify="left" if column == "model" else "right")
@@ -376,6 +377,27 @@ def _print_backtest(result, cfg) -> None:
             "roc_auc", "pr_auc", "brier", "log_loss", "top_decile_lift", "precision_at_capacity",
             "recall_at_capacity", "ece")))
     out.print(table)
+    early = result.extra.get("early_warning")
+    if early is not None and len(early):
+        leads = sorted(early["lead_days"].unique())
+        warning = Table(title="Early warning: ROC-AUC / PR-AUC of each renewal decision of the "
+                              "backtest period, ranked that many days before it")
+        warning.add_column("model")
+        for lead in leads:
+            first = early.loc[early["lead_days"] == lead].iloc[0]
+            warning.add_column(f"{lead} d ({first['decisions']:,}, {first['churned']} churned)",
+                               justify="right")
+        for model, rows in early.groupby("model", sort=True):
+            by = rows.set_index("lead_days")
+            warning.add_row(model, *(f"{by.loc[l, 'roc_auc']:.3f} / {by.loc[l, 'pr_auc']:.3f}"
+                                     if l in by.index else "–" for l in leads))
+        out.print(warning)
+    check = result.extra.get("forecast_check")
+    if check:
+        out.print(f"Renewal forecast backtest: the ARR lost fell inside the 80% interval in "
+                  f"{check['coverage']:.0%} of {check['months']} past months; forecast "
+                  f"{check['expected_arr_lost']:,.0f} against {check['actual_arr_lost']:,.0f} lost.",
+                  highlight=False)
 
 
 @app.command()

@@ -48,6 +48,20 @@ def lift_figure(predictions: pd.DataFrame):
     return fig
 
 
+def early_warning_figure(table: pd.DataFrame):
+    """ROC-AUC of each model by days before the renewal decision (the early-warning table)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for model, rows in table.groupby("model", sort=True):
+        rows = rows.sort_values("lead_days")
+        ax.plot(rows["lead_days"], rows["roc_auc"], marker="o", label=model)
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="coin")
+    ax.set(xlabel="days before the renewal decision", ylabel="ROC-AUC",
+           title="Early warning: renewal decisions ranked ahead of time")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def shap_summary_figure(contributions: pd.DataFrame, X: pd.DataFrame, top: int = 20):
     """SHAP beeswarm of the ``top`` metrics (contributions to calibrated log-odds of churn)."""
     import shap

@@ -32,7 +32,7 @@ from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
 from pipelines import monitor, registry
 from pipelines.features import stage_and_build
 from pipelines.io import atomic_path, json_ready, provenance
-from pipelines.score import parquet_beside, read_runs
+from pipelines.score import forecast_path, parquet_beside, read_runs
 from pipelines.train import own_columns_of
 from pipelines.validate import load_data_folder
 
@@ -83,6 +83,7 @@ def report(scores_file: Path, data_dir: Path, out: Path, config: Config,
     payload = _payload(scores, runs, backtest, freshness, metrics, metric_catalog, config,
                        max_cards)
     payload["monitor"] = _findings(scores_file)
+    payload["forecast"] = _forecast(scores_file)
     html = render(payload)
     with atomic_path(out) as tmp:
         tmp.write_text(html, encoding="utf-8")
@@ -154,6 +155,13 @@ def _backtest(name: str | None, version: str, model, config: Config) -> dict:
                     "horizon_days": config.model.horizon_days, "capacity": config.model.capacity}
         pooled = pd.read_csv(folder / "backtest_pooled.csv")
         predictions = pd.read_parquet(folder / "backtest_predictions.parquet")
+        early = (pd.read_csv(folder / "backtest_early_warning.csv")
+                 if (folder / "backtest_early_warning.csv").is_file() else pd.DataFrame())
+        forecast_check = (pd.read_csv(folder / "forecast_backtest.csv", parse_dates=["month", "forecast_as_of"])
+                          if (folder / "forecast_backtest.csv").is_file() else pd.DataFrame())
+    everything = predictions
+    if "fold" in predictions:  # the reported folds' rows whose horizon outcome is known
+        predictions = predictions.loc[(predictions["fold"] >= 1) & predictions["y"].notna()]
     rows, curves, lift = [], {}, {}
     for key, label in BACKTEST_MODELS.items():
         row = pooled.loc[pooled["model"] == key]
@@ -167,18 +175,40 @@ def _backtest(name: str | None, version: str, model, config: Config) -> dict:
         curve = reliability(part["y"].to_numpy(), part["p"].to_numpy())
         curves[label] = curve[["predicted", "observed"]].to_dict("list")
         lift[label] = _capture_curve(part["y"].to_numpy(), part["p"].to_numpy())
-    # Observed churn per band of the model's own scale, in the backtest.
-    ours = predictions.loc[predictions["model"] == "lightgbm"]
-    p = ours["p"].clip(1e-9, 1 - 1e-9).to_numpy()
+    # Observed churn at the next renewal per band of the model's own scale, in the backtest.
+    ours = everything.loc[(everything["model"] == "lightgbm") & everything.get(
+        "y_renewal", everything["y"]).notna()]
+    if "fold" in ours:
+        ours = ours.loc[ours["fold"] >= 1]
+    risk, outcome = ((ours["p_renewal"], ours["y_renewal"]) if "p_renewal" in ours
+                     else (ours["p"], ours["y"]))
+    p = risk.clip(1e-9, 1 - 1e-9).to_numpy()
     health = model.scale_.score(np.log(p / (1 - p)))
     bands = assign_bands(health, "fixed")
-    table = (pd.DataFrame({"band": bands, "y": ours["y"].to_numpy()}).groupby("band")["y"]
+    table = (pd.DataFrame({"band": bands, "y": outcome.to_numpy()}).groupby("band")["y"]
              .agg(["size", "mean"]).reindex(BAND_ORDER["fixed"]))
     band_rows = [{"band": b, "observations": int(n) if pd.notna(n) else 0, "churn_rate": m}
                  for b, (n, m) in table.iterrows()]
     return {"available": True, "backtested": True, "models": rows, "reliability": curves, "lift": lift,
             "bands": band_rows, "horizon_days": config.model.horizon_days,
-            "weights": weights.to_dict("records"), "capacity": config.model.capacity}
+            "weights": weights.to_dict("records"), "capacity": config.model.capacity,
+            "early_warning": _early_warning_rows(early),
+            "forecast_check": forecast_check.to_dict("records")}
+
+
+# The early-warning table's models, with the names people know.
+EARLY_WARNING_MODELS = {**BACKTEST_MODELS,
+                        "lightgbm_no_contract": "LightGBM without any contract metric"}
+
+
+def _early_warning_rows(early: pd.DataFrame) -> list[dict]:
+    if early.empty:
+        return []
+    shown = early.loc[early["model"].isin(list(EARLY_WARNING_MODELS))].copy()
+    shown["label"] = shown["model"].map(EARLY_WARNING_MODELS)
+    order = {m: i for i, m in enumerate(EARLY_WARNING_MODELS)}
+    shown = shown.sort_values(["model", "lead_days"], key=lambda c: c.map(order) if c.name == "model" else c)
+    return shown.to_dict("records")
 
 
 def _capture_curve(y: np.ndarray, p: np.ndarray, points: int = 20) -> dict:
@@ -188,6 +218,14 @@ def _capture_curve(y: np.ndarray, p: np.ndarray, points: int = 20) -> dict:
     xs = np.linspace(0, 1, points + 1)
     idx = np.clip((xs * len(y)).astype(int) - 1, 0, len(y) - 1)
     return {"worked": xs.tolist(), "found": np.where(xs == 0, 0.0, found[idx]).tolist()}
+
+
+def _forecast(scores_file: Path) -> dict | None:
+    """The renewal forecast ``score`` wrote beside the scores, if there is one."""
+    path = forecast_path(scores_file)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _findings(scores_file: Path) -> dict | None:
@@ -231,7 +269,8 @@ def _payload(scores, runs, backtest, freshness, metrics, metric_catalog, config,
     group_cols = [c for c in s.columns if c.startswith("points_")]
     columns = ["account_id", "account_name", "health_score", "band", "churn_probability",
                "score_change", "runs_in_band", "band_since", "falling_runs", "arr",
-               "top_risks", "top_strengths", "action", "drivers", "reference_score"]
+               "top_risks", "top_strengths", "action", "drivers", "reference_score",
+               "renewal_risk", "renewal_date"]
     accounts = s[[c for c in columns if c in s]].copy()
     accounts["groups"] = (s[group_cols].rename(columns=lambda c: c.removeprefix("points_"))
                           .to_dict("records") if group_cols else [{}] * len(s))

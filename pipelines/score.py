@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import json
+
 import numpy as np
 import pandas as pd
 import yaml
@@ -23,10 +25,11 @@ from healthscore.config import Config
 from healthscore.errors import HealthscoreError
 from models.drivers import top_drivers
 from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
+from models import forecast as renewal_forecast
 from models.renewal import DAYS_TO_RENEWAL, health_log_odds, split_calendar
 from pipelines import monitor, registry
 from pipelines.features import stage_and_build
-from pipelines.io import exclusive, provenance, write_table
+from pipelines.io import atomic_path, exclusive, json_ready, provenance, write_table
 from pipelines.train import own_columns_of
 from pipelines.validate import data_end_date, load_data_folder
 
@@ -46,6 +49,7 @@ class ScoreResult:
     history_dir: Path
     seconds: dict[str, float]  # wall time per stage (see STAGES)
     monitor: dict | None = None  # the monitor's findings (pipelines.monitor.check)
+    forecast: dict | None = None  # the renewal forecast (see renewal_forecast_of)
 
 
 def load_playbook(path: str | None) -> dict:
@@ -180,6 +184,8 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     scores["action"] = [_actions(playbook, b, names, group_of) for b, names in zip(bands, risk_names)]
     scores["arr"] = today["arr_total_current"].to_numpy()
     lap("drivers")
+    outlook = renewal_forecast_of(today, model, day, names)
+    lap("prediction")
 
     history_dir = history_dir or out.parent / "score_history"
     # Runs sharing a score history take turns from appending to it until their outputs
@@ -198,9 +204,42 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
         if out.suffix.lower() == ".csv":  # the CRM file; pipelines (and the report) read Parquet
             write_table(scores, parquet_beside(out))
         monitor.write_findings(findings, monitor.findings_path(out))
+        write_forecast(outlook, forecast_path(out))
         monitor.log_findings(findings, config)
         lap("writing")
-    return ScoreResult(scores, alerts, version, history_dir, seconds, findings)
+    return ScoreResult(scores, alerts, version, history_dir, seconds, findings, outlook)
+
+
+def renewal_forecast_of(today: pd.DataFrame, model, day: pd.Timestamp, names: pd.Series,
+                        top: int = 10) -> dict:
+    """The renewal forecast as of ``day``: per period (the next three months and the next
+    quarter) ARR up for renewal, expected ARR lost with its 80% interval, and the
+    accounts that carry most of it (:mod:`models.forecast`)."""
+    schedule = renewal_forecast.schedule_with_risk(
+        today, lambda rows: model.renewal_risk(rows[model.features_]), day,
+        renewal_forecast.forecast_horizon(day))
+    table = renewal_forecast.forecast(schedule, day)
+    carriers = {}
+    for period in renewal_forecast.periods(day):
+        accounts = renewal_forecast.top_accounts(schedule, day, period, top)
+        accounts.insert(1, "account_name", accounts["account_id"].map(names).to_numpy())
+        carriers[period[0]] = accounts
+    return {"as_of": day, "level": 0.8, "periods": table, "top_accounts": carriers}
+
+
+def forecast_path(scores_out: Path) -> Path:
+    """``scores.csv`` -> ``scores.forecast.json`` (beside the run's output)."""
+    return scores_out.with_name(f"{scores_out.name.split('.')[0]}.forecast.json")
+
+
+def write_forecast(outlook: dict, path: Path) -> Path:
+    payload = {"as_of": str(pd.Timestamp(outlook["as_of"]).date()), "level": outlook["level"],
+               "periods": json_ready(outlook["periods"].to_dict("records")),
+               "top_accounts": {k: json_ready(v.to_dict("records"))
+                                for k, v in outlook["top_accounts"].items()}}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
+    return path
 
 
 def parquet_beside(out: Path) -> Path:

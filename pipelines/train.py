@@ -23,6 +23,8 @@ from features.catalog import available_columns, catalog
 from healthscore.config import Config
 from healthscore.errors import HealthscoreError
 from models.backtest import final_calibration_days, plan_backtest
+from models.forecast import backtest_summary as forecast_summary
+from models.forecast import walk_forward_backtest
 from models.gate import compare, gate_window
 from models.churn_model import TooLittleHistory
 from models.observations import label_all
@@ -165,10 +167,13 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
 
     try:
         if plan.folds:
-            progress(f"backtest: {len(plan.folds)} folds x 4 models on {len(known):,} observations")
+            progress(f"backtest: {len(plan.folds)} folds x 5 models on {len(data.observations):,} "
+                     "observations, and earlier folds for the early warning")
             predictions, summary = backtest(data.observations, m, metric_catalog, segments, progress)
+            forecast_check = walk_forward_backtest(predictions, data.observations, as_of,
+                                                   config.grace_days)
         else:
-            predictions, summary = None, None
+            predictions, summary, forecast_check = None, None, None
         progress("fitting the final model on every observation known by the as-of date")
         final, _, weights, latest = fit_final(
             known, m, metric_catalog, (config.score.reference, config.score.points_to_double),
@@ -201,10 +206,11 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
         mlflow.log_text("\n".join(data.not_built) or "every catalog metric was built",
                         "data/metrics_not_built.txt")
         if summary is not None:
-            _log_backtest(summary)
+            _log_backtest(summary, forecast_check)
         contributions = final.contributions(latest[features])
-        _log_figures(predictions, contributions, latest[features])
-        _log_tables(summary, predictions, weights)
+        _log_figures(predictions, contributions, latest[features],
+                     None if summary is None else summary["early_warning"])
+        _log_tables(summary, predictions, weights, forecast_check)
         logged = registry.log_model(final, m.horizon_days,
                                     {"as_of": str(as_of), "features": features, "spec": spec},
                                     latest[features])
@@ -223,7 +229,11 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
                        empty if summary is None else summary["pooled"],
                        empty if summary is None else summary["folds"], weights, len(known),
                        float(known["churned"].mean()),
-                       extra={"notes": notes, "not_built": data.not_built})
+                       extra={"notes": notes, "not_built": data.not_built,
+                              "early_warning": None if summary is None else summary["early_warning"],
+                              "forecast_check": (forecast_summary(forecast_check)
+                                                 if forecast_check is not None and len(forecast_check)
+                                                 else None)})
 
 
 def auc_text(summary: dict[str, pd.DataFrame] | None, fmt: str) -> str:
@@ -281,12 +291,20 @@ def _gate(config: Config, challenger, known: pd.DataFrame, version: str) -> tupl
     return result.promote, result.reason
 
 
-def _log_backtest(summary: dict[str, pd.DataFrame]) -> None:
+def _log_backtest(summary: dict[str, pd.DataFrame], forecast_check: pd.DataFrame | None) -> None:
     metrics = {}
     for row in summary["pooled"].to_dict("records"):
         for key, value in row.items():
             if key != "model" and pd.notna(value):
                 metrics[f"{row['model']}.{key}"] = float(value)
+    # Early warning: one metric per model, measure and lead (days before the renewal).
+    for row in summary["early_warning"].to_dict("records"):
+        for key in ("roc_auc", "pr_auc"):
+            if pd.notna(row[key]):
+                metrics[f"early_warning.{row['model']}.{key}.{int(row['lead_days'])}d"] = float(row[key])
+    if forecast_check is not None and len(forecast_check):
+        check = forecast_summary(forecast_check)
+        metrics.update({f"forecast_backtest.{k}": float(v) for k, v in check.items()})
     mlflow.log_metrics(metrics)
     for row in summary["folds"].to_dict("records"):
         step = int(row["fold"])
@@ -296,21 +314,27 @@ def _log_backtest(summary: dict[str, pd.DataFrame]) -> None:
                 mlflow.log_metric(f"fold.{row['model']}.{key}", float(row[key]), step=step)
 
 
-def _log_figures(predictions, contributions, X) -> None:
-    figures = [] if predictions is None else [
-        ("reliability_curve.png", plots.reliability_figure(predictions)),
-        ("lift_chart.png", plots.lift_figure(predictions))]
+def _log_figures(predictions, contributions, X, early_warning=None) -> None:
+    reported = None if predictions is None else predictions.loc[
+        (predictions["fold"] >= 1) & predictions["y"].notna()]
+    figures = [] if reported is None else [
+        ("reliability_curve.png", plots.reliability_figure(reported)),
+        ("lift_chart.png", plots.lift_figure(reported))]
+    if early_warning is not None and len(early_warning):
+        figures.append(("early_warning.png", plots.early_warning_figure(early_warning)))
     for name, fig in [*figures, ("shap_summary.png", plots.shap_summary_figure(contributions, X))]:
         mlflow.log_figure(fig, f"plots/{name}")
         plt.close(fig)
 
 
-def _log_tables(summary, predictions, weights) -> None:
+def _log_tables(summary, predictions, weights, forecast_check=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for key, table in (summary or {}).items():
             table.to_csv(folder / f"backtest_{key}.csv", index=False)
         if predictions is not None:
             predictions.to_parquet(folder / "backtest_predictions.parquet", index=False)
+        if forecast_check is not None:
+            forecast_check.to_csv(folder / "forecast_backtest.csv", index=False)
         weights.to_csv(folder / "learned_weights.csv", index=False)
         mlflow.log_artifacts(str(folder), "backtest")

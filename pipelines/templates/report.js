@@ -107,7 +107,7 @@
   }
   // Waterfall: start value, steps [{label, value}], end value; labels on the left.
   function waterfall(start, steps, end, width = 480) {
-    const rowH = 22, left = 150, right = 60, rows = [{ label: "Portfolio reference", total: start }, ...steps, { label: "Health score", total: end }];
+    const rowH = 22, left = 150, right = 60, rows = [{ label: "Start (its contract)", total: start }, ...steps, { label: "Health score", total: end }];
     let run = start; const spans = [];
     for (const r of rows) {
       if (r.total != null) spans.push([0, r.total]);
@@ -218,7 +218,62 @@
     row.append(rel, lift, bands);
     body.append(row);
     }
-  } else {
+  }
+  // Early warning: every renewal decision of the backtest period, ranked L days before it.
+  const ew = bt.available && bt.early_warning ? bt.early_warning : [];
+  const ewBody = byId("early-warning-body");
+  if (ew.length) {
+    const leads = [...new Set(ew.map((r) => r.lead_days))].sort((a, b) => a - b);
+    const models = [...new Set(ew.map((r) => r.label))];
+    const at = (m, l, k) => { const r = ew.find((x) => x.label === m && x.lead_days === l); return r ? r[k] : null; };
+    ewBody.append(el("p", { class: "muted" }, "Every renewal decision in the backtest period whose outcome is known, ranked by each model " +
+      "as it stood that many days before the decision (trained only on outcomes known then). ROC-AUC 0.5 is a coin; " +
+      "the scorecard never sees the contract calendar, and the LightGBM model without any contract metric is the like-for-like comparison."));
+    const row = el("div", { class: "row" });
+    const chart = el("div", { class: "panel" }, el("h3", {}, "ROC-AUC by days before the renewal"));
+    chart.append(lines({ xs: leads.map((l) => `${l} d`), yMin: 0.4, yMax: 1, yFormat: (v) => fmt.num(v, 2),
+      series: [...models.map((m, i) => ({ name: m, ys: leads.map((l) => at(m, l, "roc_auc")), color: SERIES[i % SERIES.length], dots: true })),
+        { name: "Coin", ys: leads.map(() => 0.5), color: "#cbd5e0", dash: "4 3", width: 1 }] }));
+    const tab = el("div", { class: "panel" }, el("h3", {}, "ROC-AUC / PR-AUC per lead"),
+      table(["Days before", "Decisions (churned)", ...models],
+        leads.map((l) => [`${l} d`, `${fmt.int(at(models[0], l, "decisions"))} (${fmt.int(at(models[0], l, "churned"))})`,
+          ...models.map((m) => `${fmt.num(at(m, l, "roc_auc"), 3)} / ${fmt.num(at(m, l, "pr_auc"), 3)}`)]), [0, 1, ...models.map(() => 1)]));
+    row.append(chart, tab);
+    ewBody.append(row);
+  } else ewBody.append(el("p", { class: "muted" }, "No early-warning backtest for this model (too short a labelled history, or trained by an older version)."));
+
+  // Renewal forecast: next months and quarter (from this scoring run), and past months' forecasts against what was lost.
+  const fc = D.forecast;
+  const fcBody = byId("forecast-body");
+  if (fc && fc.periods && fc.periods.length) {
+    fcBody.append(el("p", { class: "muted" }, `As of ${fc.as_of}. Expected ARR lost is each renewal's risk times its ARR (an account can be lost once); ` +
+      `the ${fmt.pct(fc.level)} interval is the range of ARR lost the independent outcomes give ${fmt.pct(fc.level)} of the time.`));
+    fcBody.append(table(["Period", "Accounts renewing", "ARR up for renewal", "Expected ARR lost", `${fmt.pct(fc.level)} interval`, "Expected accounts lost"],
+      fc.periods.map((p) => [p.period, fmt.int(p.accounts), fmt.money(p.arr_up_for_renewal), fmt.money(p.expected_arr_lost),
+        `${fmt.money(p.low)} – ${fmt.money(p.high)}`, fmt.num(p.expected_accounts_lost, 1)]), [0, 1, 1, 1, 1, 1]));
+    const quarter = fc.periods[fc.periods.length - 1].period;
+    const carriers = (fc.top_accounts || {})[quarter] || [];
+    if (carriers.length) {
+      fcBody.append(el("h3", {}, `The accounts that carry most of ${quarter}'s expected loss`));
+      fcBody.append(table(["Account", "First renewal", "ARR", "Chance lost", "Expected ARR lost", "Share"],
+        carriers.map((c) => [c.account_name || c.account_id, c.first_renewal_date, fmt.money(c.arr), fmt.pct(c.probability_lost, 1),
+          fmt.money(c.expected_arr_lost), fmt.pct(c.share, 1)]), [0, 0, 1, 1, 1, 1]));
+    }
+  } else fcBody.append(el("p", { class: "muted" }, "No renewal forecast beside these scores (score again with this version)."));
+  const past = bt.available && bt.forecast_check ? bt.forecast_check : [];
+  if (past.length) {
+    const inside = past.filter((r) => r.inside).length;
+    fcBody.append(el("h3", {}, "Past months: the forecast made before each month against the ARR actually lost"));
+    fcBody.append(el("p", { class: "muted" }, `Backtest: each month forecast from the last snapshot before it by the model of that time. ` +
+      `The actual loss fell inside the 80% interval in ${inside} of ${past.length} months; forecast ${fmt.money(past.reduce((a, r) => a + r.expected_arr_lost, 0))} ` +
+      `against ${fmt.money(past.reduce((a, r) => a + r.actual_arr_lost, 0))} lost in total.`));
+    fcBody.append(lines({ xs: past.map((r) => String(r.month).slice(0, 7)), yMin: 0, yFormat: (v) => fmt.money(v),
+      series: [{ name: "Expected ARR lost", ys: past.map((r) => r.expected_arr_lost), color: SERIES[0], dots: true },
+        { name: "Actual ARR lost", ys: past.map((r) => r.actual_arr_lost), color: SERIES[1], dots: true },
+        { name: "80% interval (high)", ys: past.map((r) => r.high), color: "#cbd5e0", dash: "4 3", width: 1 },
+        { name: "80% interval (low)", ys: past.map((r) => r.low), color: "#cbd5e0", dash: "4 3", width: 1 }] }, 720, 220));
+  }
+  if (!bt.available) {
     byId("weights-chart").append(el("p", { class: "muted" }, "The model's training run is not in this MLflow store."));
     byId("backtest-body").append(el("p", { class: "muted" }, "The model's training run is not in this MLflow store."));
   }
@@ -338,7 +393,8 @@
     const falling = a.falling_runs > 0 ? ` Falling for ${fmt.int(a.falling_runs)} run(s) in a row.` : "";
     byId("card-summary").textContent = a.health_score == null ? a.drivers :
       `Health ${fmt.num(a.health_score)} (${fmt.signed(a.score_change)} since the last run), churn probability ${fmt.pct(a.churn_probability, 1)} ` +
-      `within ${meta.horizon_days} days, ARR ${fmt.money(a.arr)}. In this band${since}.${falling} Account id: ${a.account_id}.`;
+      `within ${meta.horizon_days} days` + (a.renewal_risk != null ? `, ${fmt.pct(a.renewal_risk, 1)} risk of churning at its next renewal (${String(a.renewal_date).slice(0, 10)})` : "") +
+      `, ARR ${fmt.money(a.arr)}. In this band${since}.${falling} Account id: ${a.account_id}.`;
     const hist = byId("card-history"); hist.replaceChildren();
     if (c && c.runs.dates.length) {
       hist.append(lines({ xs: c.runs.dates, yMin: 0, yMax: 100, series: [{ name: "Health score", ys: c.runs.scores, color: "#1f2933", dots: true, dotColors: c.runs.bands.map((b) => COLORS[b] || "#718096") }],
@@ -346,7 +402,8 @@
     } else hist.append(el("p", { class: "muted" }, c ? "No earlier runs." : `Cards are built for the ${fmt.int(meta.max_cards)} riskiest accounts.`));
     const wf = byId("card-waterfall"); wf.replaceChildren();
     const groups = Object.entries(a.groups || {}).filter(([, v]) => v != null && Math.abs(v) >= 0.05).sort((x, y) => x[1] - y[1]);
-    if (a.health_score != null && meta.reference_score != null) wf.append(waterfall(meta.reference_score, groups.map(([g, v]) => ({ label: g, value: v })), a.health_score));
+    const start = a.reference_score != null ? a.reference_score : meta.reference_score;
+    if (a.health_score != null && start != null) wf.append(waterfall(start, groups.map(([g, v]) => ({ label: g, value: v })), a.health_score));
     else wf.append(el("p", { class: "muted" }, "Not scored."));
     for (const [key, target] of [["top_risks", "card-risks"], ["top_strengths", "card-strengths"], ["action", "card-actions"]]) {
       const items = String(a[key] || "").split(" | ").filter((t) => t);
