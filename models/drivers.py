@@ -42,11 +42,16 @@ def _shown(value: float | None, unit: str) -> str:
 
 
 def describe(metric: Metric, now: float, before: float, points: float) -> str:
-    """One driver: "<what> fell from 34 to 12 (-9 points)".
+    """One driver: "<what>: 12 (34 four weeks ago) (-9 points)".
+
+    The points are the model's verdict on the value now (its SHAP contribution), not
+    on the change: a value that improved can still cost points when it is still worse
+    than usual. So the sentence states the value, with the earlier one for context,
+    and never says "rose" or "fell" as if the movement were the reason.
 
     >>> m = Metric("active_users_count_30d", "breadth", "Distinct users active in the last 30 days", "users", "healthier", "events")
     >>> describe(m, 12, 34, -9.04)
-    'Distinct users active in the last 30 days fell from 34 to 12 (−9 points)'
+    'Distinct users active in the last 30 days: 12 (34 four weeks ago) (−9 points)'
     """
     sign = "+" if points >= 0 else "−"
     shown = f"{abs(points):.0f}" if abs(points) >= 0.5 else f"{abs(points):.1f}"
@@ -58,8 +63,7 @@ def describe(metric: Metric, now: float, before: float, points: float) -> str:
     before_text = _shown(before, metric.unit)
     if before_text == now_text:
         return f"{what}: {now_text}, unchanged {amount}"
-    verb = "rose" if now > before else "fell"
-    return f"{what} {verb} from {before_text} to {now_text} {amount}"
+    return f"{what}: {now_text} ({before_text} four weeks ago) {amount}"
 
 
 def top_drivers(points: pd.DataFrame, now: pd.DataFrame, before: pd.DataFrame,

@@ -238,8 +238,8 @@
       table(["Days before", "Decisions (churned)", ...models],
         leads.map((l) => [`${l} d`, `${fmt.int(at(models[0], l, "decisions"))} (${fmt.int(at(models[0], l, "churned"))})`,
           ...models.map((m) => `${fmt.num(at(m, l, "roc_auc"), 3)} / ${fmt.num(at(m, l, "pr_auc"), 3)}`)]), [0, 1, ...models.map(() => 1)]));
-    row.append(chart, tab);
-    ewBody.append(row);
+    row.append(chart);
+    ewBody.append(row, tab);
   } else ewBody.append(el("p", { class: "muted" }, "No early-warning backtest for this model (too short a labelled history, or trained by an older version)."));
 
   // Renewal forecast: next months and quarter (from this scoring run), and past months' forecasts against what was lost.
@@ -267,7 +267,8 @@
     fcBody.append(el("p", { class: "muted" }, `Backtest: each month forecast from the last snapshot before it by the model of that time. ` +
       `The actual loss fell inside the 80% interval in ${inside} of ${past.length} months; forecast ${fmt.money(past.reduce((a, r) => a + r.expected_arr_lost, 0))} ` +
       `against ${fmt.money(past.reduce((a, r) => a + r.actual_arr_lost, 0))} lost in total.`));
-    fcBody.append(lines({ xs: past.map((r) => String(r.month).slice(0, 7)), yMin: 0, yFormat: (v) => fmt.money(v),
+    const thousands = (v) => v == null ? "–" : "$" + Math.round(v / 1000).toLocaleString("en-US") + "k";
+    fcBody.append(lines({ xs: past.map((r) => String(r.month).slice(0, 7)), yMin: 0, yFormat: thousands,
       series: [{ name: "Expected ARR lost", ys: past.map((r) => r.expected_arr_lost), color: SERIES[0], dots: true },
         { name: "Actual ARR lost", ys: past.map((r) => r.actual_arr_lost), color: SERIES[1], dots: true },
         { name: "80% interval (high)", ys: past.map((r) => r.high), color: "#cbd5e0", dash: "4 3", width: 1 },
