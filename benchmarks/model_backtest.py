@@ -21,10 +21,10 @@ from pathlib import Path
 from sklearn.metrics import roc_auc_score
 
 from features.catalog import available_columns, catalog
-from features.lifecycle import churn_events
 from healthscore.config import Config
 from healthscore.simulate import SimulationConfig, oracle_churn_probability, simulate_book
-from models.observations import known_by, label_observations
+from models.evaluation import expected_calibration_error
+from models.observations import label_all
 from models.training import backtest
 from pipelines.features import compute_metric_history
 
@@ -37,21 +37,29 @@ def run(seed: int, accounts: int, config: Config) -> dict[str, float]:
     as_of = tables["events"]["timestamp"].max().normalize()
     history = compute_metric_history(tables, as_of.date(), config)
     m = config.model
-    churns = churn_events(tables["subscriptions"], as_of, config.grace_days)
-    observations = known_by(label_observations(history, churns, m.horizon_days, m.lead_days,
-                                               config.grace_days), as_of).reset_index(drop=True)
+    observations = label_all(history, tables["subscriptions"], as_of, config.grace_days,
+                             m.horizon_days, m.lead_days)
     own = tuple(c for c in tables["account_metrics"].columns if c not in ("account_id", "as_of_date"))
     predictions, summary = backtest(observations, m, catalog(config.metrics, available_columns(tables), own))
     pooled = summary["pooled"].set_index("model")
-    rows = predictions.loc[predictions["model"] == "lightgbm"]
+    rows = predictions.loc[(predictions["model"] == "lightgbm") & (predictions["fold"] >= 1)
+                           & predictions["y"].notna()]
     oracle = roc_auc_score(rows["y"], oracle_churn_probability(rows, book.truth["renewals"],
                                                                m.horizon_days, m.lead_days))
-    return {"seed": seed, "accounts": accounts, "observations": len(observations),
+    early = summary["early_warning"]
+    warn = {f"{r['model']}_early_{int(r['lead_days'])}d_roc_auc": r["roc_auc"]
+            for r in early.to_dict("records") if r["model"] in ("lightgbm", "scorecard", "logistic",
+                                                                "lightgbm_no_contract")}
+    return {"seed": seed, "accounts": accounts,
+            "observations": int(observations["label_known_at"].notna().sum()),
             "reported_rows": len(rows), "churn_rate": rows["y"].mean(),
             **{f"{model}_roc_auc": pooled.loc[model, "roc_auc"] for model in pooled.index},
             "lightgbm_log_loss": pooled.loc["lightgbm", "log_loss"],
             "scorecard_log_loss": pooled.loc["scorecard", "log_loss"],
-            "oracle_roc_auc": oracle, "lightgbm_share_of_oracle": pooled.loc["lightgbm", "roc_auc"] / oracle}
+            "lightgbm_ece": pooled.loc["lightgbm", "ece"],
+            "oracle_roc_auc": oracle, "lightgbm_share_of_oracle": pooled.loc["lightgbm", "roc_auc"] / oracle,
+            "oracle_ece": expected_calibration_error(rows["y"].to_numpy(), oracle_churn_probability(
+                rows, book.truth["renewals"], m.horizon_days, m.lead_days)), **warn}
 
 
 def main() -> None:
