@@ -79,7 +79,7 @@ class ModelConfig(BaseModel):
     folds: int = Field(4, ge=1, le=24, description="Walk-forward backtest folds (the reported period).")
     fold_days: int = Field(56, ge=7, description="Length of each backtest fold, in days of observation dates.")
     tuning_folds: int = Field(2, ge=1, le=12, description="Folds before the backtest period that tuning uses.")
-    calibration_days: int = Field(56, ge=7, description="The latest training observations held out to calibrate and early-stop.")
+    calibration_days: int = Field(112, ge=7, description="Observations whose renewal outcome became known in these latest days are held out of the trees, to early-stop them and calibrate.")
     capacity: int = Field(25, ge=1, description="Accounts a CS team can work per week: precision and recall at this many.")
     monotone: bool = Field(True, description="Constrain LightGBM to the catalog's metric directions.")
     seed: int = Field(7, description="Random seed of every model and of tuning.")
