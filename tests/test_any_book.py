@@ -252,8 +252,11 @@ def test_a_six_month_book_of_monthly_terms_trains_and_registers_a_model(tmp_path
 
 
 def test_a_book_with_no_known_outcome_yet_says_how_much_history_is_missing(tmp_path, monkeypatch):
+    # The label is the outcome at the end of the current term: 100 days of annual terms
+    # (none has ended) is a book with no known outcome. (Monthly terms would give
+    # outcomes within a month, so they are learnable after 100 days.)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    folder = write_book(minimal(foreign_book(accounts=30, days=100, annual_share=0, seed=5)), tmp_path / "b")
+    folder = write_book(minimal(foreign_book(accounts=30, days=100, annual_share=1, seed=5)), tmp_path / "b")
     result = CliRunner().invoke(app, ["train", "--data", str(folder)])
     assert result.exit_code == 2
     assert "no outcome is known yet" in result.output and "more days of history" in result.output

@@ -54,12 +54,65 @@ def test_output_follows_the_contract(setup, scored):
     assert pd.read_csv(root / "out" / "scores.csv")["account_id"].tolist() == scores["account_id"].tolist()
 
 
-def test_score_falls_as_probability_rises_and_bands_follow(scored):
+@pytest.fixture(scope="module")
+def model_view(setup):
+    """The champion model and the metric rows it scored as of the data's last day."""
+    from pipelines import registry
+    from pipelines.features import stage_and_build
+    from pipelines.score import scoring_snapshots
+    from pipelines.validate import load_data_folder
+
+    _, data, as_of = setup
+    registry.connect(CONFIG.model.experiment)
+    wrapped, _ = registry.load(f"models:/{CONFIG.model.registered_model}@{registry.CHAMPION}")
+    history = stage_and_build(load_data_folder(data), as_of, CONFIG,
+                              snapshots=scoring_snapshots(as_of, CONFIG.metrics.snapshot_every_days))
+    today = history.loc[history["as_of_date"] == pd.Timestamp(as_of)].reset_index(drop=True)
+    return wrapped.model, today
+
+
+def test_score_is_the_renewal_risk_without_the_distance_to_the_renewal(scored, model_view):
+    from models.renewal import DAYS_TO_RENEWAL, TERM_LENGTH
+
+    model, today = model_view
+    assert scored["account_id"].tolist() == today["account_id"].tolist()
+    X = today[model.features_]
+    ok = scored["health_score"].notna().to_numpy()
+    assert ok.sum() > 100
+    risk = model.renewal_risk(X)
+    np.testing.assert_allclose(scored.loc[ok, "renewal_risk"], risk[ok], rtol=1e-9)
+    np.testing.assert_allclose(scored.loc[ok, "churn_probability"], model.churn_probability(X)[ok],
+                               rtol=1e-9)
+    contributions = model.contributions(X)
+    expected = model.scale_.score(np.log(risk / (1 - risk)) - contributions[DAYS_TO_RENEWAL].to_numpy())
+    np.testing.assert_allclose(scored.loc[ok, "health_score"], expected[ok], atol=0.051)  # to 0.1
+    # The reference is per account: the model's base plus its term length's contribution.
+    start = (contributions["base"] + contributions[TERM_LENGTH]).to_numpy()
+    np.testing.assert_allclose(scored["reference_score"], model.scale_.score(start), atol=0.0051)
+    assert scored["reference_score"].nunique() > 1
+    # The renewal date is the as-of date plus the days to the next renewal.
+    days = (pd.to_datetime(scored["renewal_date"]) - pd.to_datetime(scored["as_of_date"])).dt.days
+    np.testing.assert_array_equal(days, today[DAYS_TO_RENEWAL].to_numpy())
+    # Not the renewal risk itself: taking the distance out reorders accounts.
+    assert not scored.loc[ok].sort_values("renewal_risk")["health_score"].is_monotonic_decreasing
+
+
+def test_bands_follow_the_score(scored):
     scores = scored.dropna(subset=["health_score"])
-    ordered = scores.sort_values("churn_probability")
-    assert ordered["health_score"].is_monotonic_decreasing
+    ordered = scores.sort_values("health_score")
     rank = {"Critical": 0, "At-risk": 1, "Healthy": 2, "Thriving": 3}
-    assert ordered["band"].map(rank).is_monotonic_decreasing
+    assert ordered["band"].map(rank).is_monotonic_increasing
+    assert ordered["band"].nunique() >= 2
+
+
+
+def test_the_contract_calendar_is_never_a_driver(scored):
+    # The days to the renewal and the term length condition the model; they are not
+    # about the customer, so no driver text or points names them.
+    text = " ".join(scored["drivers"]) + " ".join(scored["top_risks"]) + " ".join(scored["top_strengths"])
+    assert "Risks: " in text
+    assert "Days to the next renewal" not in text and "Length of the longest current term" not in text
+    assert not any("renewal_days" in c or "term_length" in c for c in scored.columns)
 
 
 def test_drivers_add_up_to_the_gap_from_the_reference(scored):

@@ -71,7 +71,14 @@ def test_train_on_too_little_history_is_a_clear_error(tmp_path: Path, data_folde
     import os
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    result = run("train", "--data", str(data_folder()), env=env)
+    # The label is the outcome at the end of the current term: with every term still
+    # running on the data's last day (2024-03-15), no outcome is known.
+    running = """subscription_id,account_id,start_date,end_date,arr,plan,seats,status
+s1,a1,2024-01-01,2025-01-01,120000,Business annual,100,
+s3,a2,2024-01-15,2025-01-15,1200,Team annual,5,
+s5,a3,2024-02-01,2025-02-01,40000,Business annual,30,
+"""
+    result = run("train", "--data", str(data_folder(subscriptions=running)), env=env)
     assert result.returncode == 2
     assert "no outcome is known yet" in result.stderr and "more days of history" in result.stderr
     assert "Traceback" not in result.stderr
