@@ -1,54 +1,51 @@
 """Early warning before renewal: how well each renewal decision was ranked months ahead.
 
-The baseline for the "renewal countdown" issue: the model predicts churn in the next 90
-days, and churn happens only at a term's end. This measures, for every renewal decision
-in the reported backtest period, how well it was ranked 30, 90, 180 and 270 days before
-the decision:
+Measures the product's model as it is now (it learns the risk at the next renewal) the
+same way the baseline measured the old 90-day model: for every renewal decision in the
+reported backtest period, how well it was ranked 30, 90, 180 and 270 days before it:
 
     .venv/bin/python benchmarks/early_warning.py --seeds 7 5
 
 For each seed:
 
 * Simulate a 400-account book (``simulate_book``) ending on the demo's last day,
-  2026-09-30, but starting a year before the demo (``--start``, default 2023-10-01): the
-  observation 270 days before the earliest reported decision must be scored by a model
-  trained on outcomes known before it, and on the two-year demo book no outcome is known
-  by then. Build its metric history and label observations as ``healthscore train``
-  does (horizon 90 days, lead 0, grace 30).
+  2026-09-30, but starting a year before the demo (``--start``, default 2023-10-01).
+  Build its metric history and label every observation with both labels as
+  ``healthscore train`` does (``models.observations.label_all``: the outcome at the
+  end of the current term, and churn in the 90-day window), and size the backtest with
+  ``models.backtest.plan_backtest``.
 * **Decisions**: the generator's renewal decisions (``truth["renewals"]``) whose
-  decision date lies in the reported backtest period (the latest ``model.folds`` folds
-  of ``fold_plan``, the period ``models.training.backtest`` reports). The label,
-  "churned at that renewal", is the outcome the pipeline derives from the subscriptions
+  decision date lies in the reported backtest period. The label, "churned at that
+  renewal", is the outcome the pipeline derives from the subscriptions
   (``renewal_outcomes``); the script stops if it ever differs from the generator's.
 * **Observations**: for a decision on day R and a lead L, the account's metric-history
-  row on the latest weekly snapshot on or before R - L. A decision whose account has no
-  row on that snapshot (not yet a customer) has no observation at that lead. The main
-  table keeps the decisions observed at every lead, so each lead ranks the same
-  decisions; ``decisions=observed`` rows of the CSV use every decision observed at
-  that lead.
-* **Models, as a team would have had them at the observation date**: the walk-forward
-  folds of ``fold_days`` (56) are extended back from the reported period until they
-  cover every observation. For a fold starting on S, the scorecard, the logistic
-  baseline and the calibrated monotone LightGBM (``models.training``, default config)
-  learn only from observations whose label was known by S, in time order, and score
-  the fold's observations. So an observation is scored by the model trained at most 56
-  days before it, never after it.
-* **The ceiling**: the generator's own ``p_churn`` for the decision. It knows the
-  account's health over the 45 days before the decision, so it is the same at every
-  lead and cannot be reached from a snapshot months earlier.
-* **A reference for what the observation date can know**: the generator's latent
-  health of the account at the observation (``truth["health"]``, weekly on Mondays:
-  the latest Monday on or before the date, or the first after it for an account that
-  started that week), sign flipped. It is not a model: no data shows the latent health,
-  and it ignores what else sets ``p_churn`` (billing cycle, segment, discount, budget
-  cut, trend).
+  row on the latest weekly snapshot on or before R - L (none when the account had no
+  row there). The main table keeps the decisions observed and scored at every lead;
+  ``decisions=observed`` rows of the CSV use every decision observed at that lead.
+* **Models**: exactly ``models.training.backtest``'s folds and models. The reported
+  folds (``plan_backtest``) and the folds before them (``models.training.earlier_folds``,
+  kept when ``fold_usable``), each model trained by ``models.backtest.walk_forward`` on
+  the renewal outcomes known by the fold's start, with the fitters of
+  ``models.training.fitters(..., early=True)`` on every fold: ``scorecard``,
+  ``logistic``, ``lightgbm`` and ``lightgbm_no_contract`` (no contract metric at all).
+  The product's backtest fits the same four on the reported folds (plus variants this
+  table does not use). A model ranks decisions by its renewal risk (``p_renewal``);
+  ``lightgbm_health`` ranks by the health score the product shows (the renewal
+  log-odds without the days-to-renewal contribution, ``health_log_odds``, on the fold
+  model's scale), computed from the same fitted LightGBM.
+* **The ceiling**: the generator's own ``p_churn`` for the decision (the same at every
+  lead). **Latent health at the observation** (sign flipped) is a reference, not a model;
+  so is ``annual_first``, a 0/1 flag that ranks annual terms above monthly ones (the
+  billing cycle alone).
+* **3-12 months**: leads 90, 180 and 270 pooled (each decision three times), and
+  LightGBM's ROC-AUC as a share of the ceiling's; the interval resamples decisions.
+* **The 90-day window** on the reported folds: each model's churn probability ``p``
+  against ``y`` (churn in the window, known by the as-of date), ROC-AUC, PR-AUC, ECE
+  (``models.evaluation.scores``), and the generator's own window probability
+  (``healthscore.simulate.oracle_churn_probability``) as its ceiling.
 
-Reported per lead and model: ROC-AUC (with a 95% bootstrap interval over decisions on
-the seeds pooled) and PR-AUC (against the share of decisions that churned). LightGBM's
-health score is strictly monotone in its churn probability, so it ranks identically.
-Also per lead: the share of LightGBM's mean |SHAP| (on the lead's observations) that
-falls on the contract group, and on its calendar part (``renewal_days_to_next`` and
-``term_length_days_current``). Results go to benchmarks/results/early_warning.csv.
+Results: benchmarks/results/early_warning.csv (per seed and pooled, decision set, cycle,
+lead) and benchmarks/results/early_warning_window.csv (the 90-day window).
 """
 
 from __future__ import annotations
@@ -64,20 +61,25 @@ import pandas as pd
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from features.catalog import Metric, available_columns, catalog
-from features.lifecycle import churn_events, renewal_outcomes
+from features.catalog import available_columns, catalog
+from features.lifecycle import renewal_outcomes
 from healthscore.config import Config
-from healthscore.simulate import SimulationConfig, simulate_book
-from models.backtest import Fold, fold_plan, iter_folds
-from models.churn_model import feature_columns
-from models.observations import KEYS, known_by, label_observations
-from models.training import fitters, lightgbm
+from healthscore.simulate import SimulationConfig, oracle_churn_probability, simulate_book
+from models.backtest import fold_usable, plan_backtest, walk_forward
+from models.churn_model import CalibratedLightGBM
+from models.early_warning import early_warning
+from models.evaluation import scores
+from models.observations import KEYS, label_all
+from models.renewal import CALENDAR, health_log_odds
+from models.training import earlier_folds, fitters
 from pipelines.features import compute_metric_history
 
 HERE = Path(__file__).resolve().parent
 LEADS = (30, 90, 180, 270)
-MODELS = ("lightgbm", "logistic", "scorecard", "health_at_obs", "ceiling")
-CALENDAR = ("renewal_days_to_next", "term_length_days_current")
+LONG = (90, 180, 270)  # "3-12 months": pooled
+FITTED = ("lightgbm", "lightgbm_no_contract", "logistic", "scorecard")
+MODELS = ("lightgbm", "lightgbm_health", "lightgbm_no_contract", "logistic", "scorecard",
+          "health_at_obs", "annual_first", "ceiling")
 
 
 def decisions_in_period(book, as_of: pd.Timestamp, grace_days: int,
@@ -137,75 +139,6 @@ def latent_health_at(matched: pd.DataFrame, health: pd.DataFrame) -> np.ndarray:
     return found.sort_values("_row")["health"].to_numpy()
 
 
-def scoring_folds(reported: list[Fold], earliest: pd.Timestamp, fold_days: int) -> list[Fold]:
-    """The reported folds, preceded by folds of the same length back to ``earliest``."""
-    step = pd.Timedelta(days=fold_days)
-    starts = [f.start for f in reported]
-    while starts[0] > earliest:
-        starts.insert(0, starts[0] - step)
-    return [Fold(i + 1, s, s + step) for i, s in enumerate(starts)]
-
-
-def score_folds(observations: pd.DataFrame, folds: list[Fold], matched: pd.DataFrame,
-                config: Config, metrics: tuple[Metric, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every model's churn probability on the matched observations, each from the model
-    of the fold holding its date; and LightGBM's contributions on the same rows.
-
-    Returns:
-        (``matched`` with one column per model, contributions indexed like it)
-    """
-    wanted = pd.MultiIndex.from_frame(matched[KEYS])
-    others = {k: f for k, f in fitters(config.model, metrics).items() if k in ("scorecard", "logistic")}
-    scored, shap = [], []
-    for fold, train, test in iter_folds(observations, folds):
-        test = test.loc[pd.MultiIndex.from_frame(test[KEYS]).isin(wanted)]
-        if test.empty:
-            continue
-        features = feature_columns(train)
-        booster = lightgbm(config.model, metrics).fit(train[features], train["churned"], train["as_of_date"])
-        out = test[KEYS].assign(lightgbm=booster.predict_proba(test[features])[:, 1])
-        for fitter in others.values():
-            for name, predict in fitter(train).items():
-                out[name] = predict(test)
-        scored.append(out)
-        shap.append(pd.concat([test[KEYS], booster.contributions(test[features]).drop(columns="base")], axis=1))
-    scored, shap = pd.concat(scored, ignore_index=True), pd.concat(shap, ignore_index=True)
-    result = matched.merge(scored, on=KEYS, how="left")
-    if result["lightgbm"].isna().any():
-        raise RuntimeError(f"{int(result['lightgbm'].isna().sum())} observations fell in no trainable fold")
-    return result, result[KEYS].merge(shap, on=KEYS, how="left").drop(columns=KEYS)
-
-
-def run(seed: int, accounts: int, start: dt.date, config: Config) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """One book: (scored decisions per lead, LightGBM contributions on them, book facts)."""
-    book = simulate_book(SimulationConfig(n_accounts=accounts, seed=seed, start=start))
-    tables = book.sources
-    as_of = tables["events"]["timestamp"].max().normalize()
-    history = compute_metric_history(tables, as_of.date(), config)
-    m = config.model
-    churns = churn_events(tables["subscriptions"], as_of, config.grace_days)
-    observations = known_by(label_observations(history, churns, m.horizon_days, m.lead_days,
-                                               config.grace_days), as_of).reset_index(drop=True)
-    own = tuple(c for c in tables["account_metrics"].columns if c not in KEYS)
-    metrics = catalog(config.metrics, available_columns(tables), own)
-    reported, _ = fold_plan(observations, m.folds, m.fold_days, m.tuning_folds)
-    decisions = decisions_in_period(book, as_of, config.grace_days, reported[0].start, reported[-1].end)
-    snapshots = pd.DatetimeIndex(np.sort(history["as_of_date"].unique()))
-    matched = match_observations(decisions, snapshots, pd.MultiIndex.from_frame(history[KEYS]), LEADS)
-    matched["health_at_obs"] = -latent_health_at(matched, book.truth["health"])
-    folds = scoring_folds(reported, matched["as_of_date"].min(), m.fold_days)
-    scored, shap = score_folds(observations, folds, matched, config, metrics)
-    every_lead = scored.groupby(["account_id", "decision_date"])["lead_days"].transform("nunique") == len(LEADS)
-    scored = scored.assign(seed=seed, every_lead=every_lead.to_numpy())
-    facts = {"seed": seed, "decisions": len(decisions), "churned": int(decisions["churned"].sum()),
-             "annual": int((decisions["cycle"] == "annual").sum()),
-             "annual_churned": int(decisions.loc[decisions["cycle"] == "annual", "churned"].sum()),
-             "period": f"{reported[0].start:%Y-%m-%d} to {reported[-1].end - pd.Timedelta(days=1):%Y-%m-%d}",
-             "folds": f"{len(folds)} folds of {m.fold_days} days from {folds[0].start:%Y-%m-%d}"}
-    group_of = {metric.name: metric.group for metric in metrics}
-    return scored, shap.rename(columns=lambda c: group_of.get(c, "own") + ":" + c), facts
-
-
 def rank_auc(y: np.ndarray, p: np.ndarray) -> float:
     """ROC-AUC from ranks (ties count half), as ``roc_auc_score`` but cheap enough to
     bootstrap.
@@ -219,36 +152,157 @@ def rank_auc(y: np.ndarray, p: np.ndarray) -> float:
     return float((ranks[y == 1].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-def bootstrap_auc(y: np.ndarray, p: np.ndarray, reps: int, rng: np.random.Generator) -> tuple[float, float]:
-    """95% percentile interval of ROC-AUC over decisions resampled with replacement."""
-    values = []
+
+def fitted_model(risks: dict) -> CalibratedLightGBM:
+    """The CalibratedLightGBM a product fitter's risk function closes over."""
+    found = {id(c.cell_contents): c.cell_contents for risk in risks.values()
+             for c in (risk.__closure__ or ()) if isinstance(c.cell_contents, CalibratedLightGBM)}
+    if len(found) != 1:
+        raise RuntimeError(f"expected one fitted LightGBM in the fitter's result, found {len(found)}")
+    return next(iter(found.values()))
+
+
+def score_folds(observations: pd.DataFrame, folds: list, config, metrics) -> tuple[pd.DataFrame, dict]:
+    """The product's walk-forward predictions of the compared models on ``folds``, and
+    the fitted LightGBM of each fold (kept to explain and to score health)."""
+    product = fitters(config, metrics, early=True)
+    boosters = []
+
+    def lightgbm(train: pd.DataFrame):
+        risks = product["lightgbm"](train)
+        boosters.append(fitted_model(risks))
+        return risks
+
+    predictions = walk_forward(observations, folds, {**product, "lightgbm": lightgbm},
+                               None, config.horizon_days, config.lead_days)
+    numbers = list(dict.fromkeys(predictions.loc[predictions["model"] == "lightgbm", "fold"]))
+    if len(numbers) != len(boosters):
+        raise RuntimeError("folds and fitted models do not line up")
+    return predictions, dict(zip(numbers, boosters))
+
+
+def explain(observations: pd.DataFrame, keys: pd.DataFrame, fold_of: pd.Series,
+            boosters: dict) -> pd.DataFrame:
+    """LightGBM's contributions on the observations at ``keys`` (each from its fold's
+    model), its health log-odds and the health score the product would show."""
+    rows = keys.merge(observations, on=KEYS, how="left")
+    rows["fold"] = pd.MultiIndex.from_frame(rows[KEYS]).map(fold_of).to_numpy()
+    parts = []
+    for number, group in rows.groupby("fold", sort=True):
+        model = boosters[number]
+        c = model.contributions(group)
+        out = c.drop(columns="base")
+        out["health_log_odds"] = health_log_odds(c)
+        out["health_score"] = model.scale_.score(out["health_log_odds"].to_numpy())
+        parts.append(pd.concat([group[KEYS], out], axis=1))
+    return pd.concat(parts, ignore_index=True)
+
+
+def run(seed: int, accounts: int, start: dt.date, config: Config) -> dict:
+    """One book: scored decisions per lead, LightGBM's contributions on them, the 90-day
+    window predictions, the product's own early-warning table and book facts."""
+    book = simulate_book(SimulationConfig(n_accounts=accounts, seed=seed, start=start))
+    tables = book.sources
+    as_of = tables["events"]["timestamp"].max().normalize()
+    history = compute_metric_history(tables, as_of.date(), config)
+    m = config.model
+    observations = label_all(history, tables["subscriptions"], as_of, config.grace_days,
+                             m.horizon_days, m.lead_days)
+    own = tuple(c for c in tables["account_metrics"].columns if c not in KEYS)
+    metrics = catalog(config.metrics, available_columns(tables), own)
+    plan = plan_backtest(observations, m)
+    m, reported = plan.config, plan.folds
+    before = [f for f in earlier_folds(observations, reported, max(LEADS))
+              if fold_usable(observations, f, m.calibration_days)]
+    dropped = len(earlier_folds(observations, reported, max(LEADS))) - len(before)
+    decisions = decisions_in_period(book, as_of, config.grace_days, reported[0].start, reported[-1].end)
+    snapshots = pd.DatetimeIndex(np.sort(history["as_of_date"].unique()))
+    matched = match_observations(decisions, snapshots, pd.MultiIndex.from_frame(history[KEYS]), LEADS)
+    matched["health_at_obs"] = -latent_health_at(matched, book.truth["health"])
+
+    predictions, boosters = score_folds(observations, before + reported, m, metrics)
+    wide = predictions.pivot_table(index=KEYS, columns="model", values="p_renewal").reset_index()
+    scored = matched.merge(wide[KEYS + [c for c in FITTED if c in wide]], on=KEYS, how="left")
+    fold_of = predictions.loc[predictions["model"] == "lightgbm"].set_index(KEYS)["fold"]
+    keys = scored.loc[scored["lightgbm"].notna(), KEYS].drop_duplicates()
+    shap = explain(observations, keys, fold_of, boosters)
+    scored = scored.merge(shap[KEYS + ["health_score"]], on=KEYS, how="left")
+    scored["lightgbm_health"] = -scored.pop("health_score")  # higher = riskier
+    shap = scored[KEYS].merge(shap.drop(columns=["health_log_odds", "health_score"]), on=KEYS, how="left")
+    complete = scored[[*FITTED, "lightgbm_health"]].notna().all(axis=1)
+    leads_scored = (scored.loc[complete].groupby(["account_id", "decision_date"])["lead_days"]
+                    .nunique().rename("leads_scored").reset_index())
+    scored = scored.merge(leads_scored, on=["account_id", "decision_date"], how="left")
+    scored = scored.assign(seed=seed, scored=complete.to_numpy(),
+                           every_lead=(scored.pop("leads_scored") == len(LEADS)).to_numpy()
+                           & complete.to_numpy())
+
+    window = predictions.loc[(predictions["fold"] >= 1) & predictions["y"].notna()].copy()
+    rows = window.loc[window["model"] == "lightgbm", KEYS].reset_index(drop=True)
+    oracle = rows.assign(model="oracle", p=oracle_churn_probability(
+        rows, book.truth["renewals"], m.horizon_days, m.lead_days))
+    window = pd.concat([window, oracle.merge(window.loc[window["model"] == "lightgbm", KEYS + ["y", "fold"]],
+                                             on=KEYS)], ignore_index=True).assign(seed=seed)
+    product_table = early_warning(predictions, reported[0].start, reported[-1].end, LEADS).assign(seed=seed)
+    group_of = {metric.name: metric.group for metric in metrics}
+    shap = shap.drop(columns=KEYS).rename(columns=lambda c: group_of.get(c, "own") + ":" + c)
+    unscored = int((~complete).sum())
+    facts = {"seed": seed, "decisions": len(decisions), "churned": int(decisions["churned"].sum()),
+             "annual": int((decisions["cycle"] == "annual").sum()),
+             "annual_churned": int(decisions.loc[decisions["cycle"] == "annual", "churned"].sum()),
+             "period": f"{reported[0].start:%Y-%m-%d} to {reported[-1].end - pd.Timedelta(days=1):%Y-%m-%d}",
+             "folds": (f"{len(reported)} reported + {len(before)} earlier folds of {m.fold_days} days "
+                       f"from {before[0].start if before else reported[0].start:%Y-%m-%d}"
+                       + (f" ({dropped} earlier fold(s) not usable)" if dropped else "")),
+             "plan": "; ".join(plan.notes) or "as configured", "unscored": unscored}
+    return {"scored": scored, "shap": shap, "window": window, "product": product_table, "facts": facts}
+
+
+def bootstrap(y: np.ndarray, columns: dict[str, np.ndarray], cluster: np.ndarray, reps: int,
+              rng: np.random.Generator, ratio: tuple[str, str] | None = None) -> dict[str, tuple]:
+    """95% percentile intervals of each column's ROC-AUC (and of one ROC-AUC over
+    another) over decisions (``cluster``) resampled with replacement."""
+    ids, inverse = np.unique(cluster, return_inverse=True)
+    members = pd.Series(np.arange(len(y))).groupby(inverse).apply(np.array).to_list()
+    values = {k: [] for k in [*columns, "ratio"]}
     for _ in range(reps):
-        i = rng.integers(0, len(y), len(y))
-        if 0 < y[i].sum() < len(i):
-            values.append(rank_auc(y[i], p[i]))
-    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+        pick = rng.integers(0, len(ids), len(ids))
+        i = np.concatenate([members[j] for j in pick])
+        if not 0 < y[i].sum() < len(i):
+            continue
+        aucs = {k: rank_auc(y[i], p[i]) for k, p in columns.items()}
+        for k, v in aucs.items():
+            values[k].append(v)
+        if ratio:
+            values["ratio"].append(aucs[ratio[0]] / aucs[ratio[1]])
+    return {k: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for k, v in values.items() if v}
 
 
 def summarise(scored: pd.DataFrame, shap: pd.DataFrame, reps: int) -> list[dict]:
-    """Rows of the results table: per seed (and all seeds), decision set, cycle and lead."""
+    """Rows of the results table: per seed (and all seeds), decision set, cycle and lead
+    (and the 3-12 month pool of leads 90, 180 and 270)."""
     rows = []
-    scored = scored.assign(ceiling=scored["p_churn"])
+    scored = scored.assign(ceiling=scored["p_churn"], annual_first=(scored["cycle"] == "annual").astype(float))
     calendar = [c for c in shap.columns if c.split(":", 1)[1] in CALENDAR]
     contract = [c for c in shap.columns if c.startswith("contract:")]
     for seed in [*sorted(scored["seed"].unique()), "all"]:
         for decisions in ("every_lead", "observed"):
             for cycle in ("all", "annual", "monthly"):
                 keep = (scored["seed"] == seed) if seed != "all" else pd.Series(True, index=scored.index)
-                keep &= scored["every_lead"] if decisions == "every_lead" else True
+                keep &= scored["every_lead"] if decisions == "every_lead" else scored["scored"]
                 keep &= (scored["cycle"] == cycle) if cycle != "all" else True
-                for lead in LEADS:
-                    at = keep & (scored["lead_days"] == lead)
+                for lead in [*LEADS, "90-270"]:
+                    leads = LONG if lead == "90-270" else (lead,)
+                    at = keep & scored["lead_days"].isin(leads)
                     part, y = scored.loc[at], scored.loc[at, "churned"].to_numpy()
                     if part.empty or y.sum() in (0, len(y)):
                         continue
                     mean_abs = shap.loc[at].abs().mean()
                     row = {"seed": seed, "decisions": decisions, "cycle": cycle, "lead_days": lead,
-                           "n": len(part), "churned": int(y.sum()), "churn_rate": y.mean(),
+                           "n": len(part), "decisions_n": part[["seed", "account_id", "decision_date"]].drop_duplicates().shape[0],
+                           "churned": int(y.sum()), "churn_rate": y.mean(),
+                           "churned_decisions": part.loc[part["churned"] == 1, ["seed", "account_id", "decision_date"]]
+                           .drop_duplicates().shape[0],
                            "shap_contract_share": mean_abs[contract].sum() / mean_abs.sum(),
                            "shap_calendar_share": mean_abs[calendar].sum() / mean_abs.sum(),
                            "lightgbm_median_p": part["lightgbm"].median()}
@@ -256,11 +310,45 @@ def summarise(scored: pd.DataFrame, shap: pd.DataFrame, reps: int) -> list[dict]
                         p = part[model].to_numpy()
                         row[f"{model}_roc_auc"] = roc_auc_score(y, p)
                         row[f"{model}_pr_auc"] = average_precision_score(y, p)
-                        if seed == "all" and cycle == "all":
-                            rng = np.random.default_rng(lead)
-                            row[f"{model}_roc_lo"], row[f"{model}_roc_hi"] = bootstrap_auc(y, p, reps, rng)
+                    row["lightgbm_share_of_ceiling"] = row["lightgbm_roc_auc"] / row["ceiling_roc_auc"]
+                    row["lightgbm_health_share_of_ceiling"] = row["lightgbm_health_roc_auc"] / row["ceiling_roc_auc"]
+                    if lead == "90-270":
+                        row["lightgbm_mean_lead_roc_auc"] = np.mean([
+                            roc_auc_score(part.loc[part["lead_days"] == d, "churned"],
+                                          part.loc[part["lead_days"] == d, "lightgbm"]) for d in LONG])
+                    if seed == "all" and cycle == "all":
+                        rng = np.random.default_rng(sum(leads))
+                        cluster = (part["seed"].astype(str) + part["account_id"].astype(str)
+                                   + part["decision_date"].astype(str)).to_numpy()
+                        found = bootstrap(y, {k: part[k].to_numpy() for k in MODELS}, cluster, reps, rng,
+                                          ("lightgbm", "ceiling"))
+                        for k, (lo, hi) in found.items():
+                            name = "lightgbm_share_of_ceiling" if k == "ratio" else f"{k}_roc"
+                            row[f"{name}_lo"], row[f"{name}_hi"] = lo, hi
                     rows.append(row)
     return rows
+
+
+def window_rows(window: pd.DataFrame, capacity: int) -> list[dict]:
+    """The 90-day window on the reported folds: every model's scores per seed and pooled."""
+    rows = []
+    for seed in [*sorted(window["seed"].unique()), "all"]:
+        part = window if seed == "all" else window.loc[window["seed"] == seed]
+        for model, group in part.groupby("model", sort=True):
+            s = scores(group, capacity)
+            rows.append({"seed": seed, "model": model, **{k: s[k] for k in (
+                "observations", "churn_rate", "roc_auc", "pr_auc", "brier", "log_loss", "ece",
+                "top_decile_lift", "recall_at_capacity")}})
+    return rows
+
+
+def write(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        writer.writerows({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
 
 
 def main() -> None:
@@ -272,54 +360,66 @@ def main() -> None:
                         help="first day of the simulated data (the book ends 2026-09-30)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples per interval")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "early_warning.csv")
+    parser.add_argument("--window-out", type=Path, default=HERE / "results" / "early_warning_window.csv")
     parser.add_argument("--scores", type=Path, help="also write every decision's scores per lead (CSV)")
     args = parser.parse_args()
     began = time.perf_counter()
-    scored, shap = [], []
+    config = Config()
+    books = []
     for seed in args.seeds:
         start = time.perf_counter()
-        s, c, facts = run(seed, args.accounts, args.start, Config())
-        scored.append(s)
-        shap.append(c)
-        print(f"seed {seed}: {facts['decisions']} decisions ({facts['churned']} churned; "
-              f"{facts['annual']} annual, {facts['annual_churned']} of them churned) in {facts['period']}; "
-              f"{facts['folds']} [{time.perf_counter() - start:.0f} s]", flush=True)
-    scored = pd.concat(scored, ignore_index=True)
+        book = run(seed, args.accounts, args.start, config)
+        books.append(book)
+        f = book["facts"]
+        print(f"seed {seed}: {f['decisions']} decisions ({f['churned']} churned; "
+              f"{f['annual']} annual, {f['annual_churned']} of them churned) in {f['period']}; "
+              f"{f['folds']}; plan {f['plan']}; {f['unscored']} observation(s) unscored "
+              f"[{time.perf_counter() - start:.0f} s]", flush=True)
+    scored = pd.concat([b["scored"] for b in books], ignore_index=True)
     if args.scores:
         scored.to_csv(args.scores, index=False, float_format="%.6g")
-    rows = summarise(scored, pd.concat(shap, ignore_index=True).fillna(0.0), args.bootstrap)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    with args.out.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, columns)
-        writer.writeheader()
-        writer.writerows({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+    rows = summarise(scored, pd.concat([b["shap"] for b in books], ignore_index=True).fillna(0.0),
+                     args.bootstrap)
+    write(args.out, rows)
+    window = window_rows(pd.concat([b["window"] for b in books], ignore_index=True), config.model.capacity)
+    write(args.window_out, window)
 
     main_rows = [r for r in rows if r["seed"] == "all" and r["decisions"] == "every_lead" and r["cycle"] == "all"]
     print(f"\nSeeds {' '.join(map(str, args.seeds))} pooled, decisions observed at every lead; "
           "ROC-AUC [95% bootstrap] / PR-AUC")
-    print("\n| lead | decisions (churned) | LightGBM | logistic | scorecard | latent health at obs "
-          "| ceiling (p_churn) | LightGBM |SHAP| on contract (calendar) |")
-    print("|---:|---:|---|---|---|---|---|---:|")
+    print("\n| lead | decisions (churned) | " + " | ".join(MODELS) + " | LightGBM / ceiling "
+          "| LightGBM |SHAP| on contract (calendar) |")
+    print("|---:|---:|" + "---|" * len(MODELS) + "---:|---:|")
     for r in main_rows:
         cells = [f"{r[f'{m}_roc_auc']:.3f} [{r[f'{m}_roc_lo']:.2f}-{r[f'{m}_roc_hi']:.2f}] / "
                  f"{r[f'{m}_pr_auc']:.3f}" for m in MODELS]
-        print(f"| {r['lead_days']} d | {r['n']} ({r['churned']}) | {' | '.join(cells)} | "
+        share = (f"{r['lightgbm_share_of_ceiling']:.0%} [{r['lightgbm_share_of_ceiling_lo']:.0%}-"
+                 f"{r['lightgbm_share_of_ceiling_hi']:.0%}]")
+        print(f"| {r['lead_days']} d | {r['decisions_n']} ({r['churned_decisions']}) | {' | '.join(cells)} | {share} | "
               f"{r['shap_contract_share']:.0%} ({r['shap_calendar_share']:.0%}) |")
-    print("\nLightGBM ROC-AUC per seed (decisions observed at every lead): " + "; ".join(
+    print("\nLightGBM ROC-AUC per seed (every lead): " + "; ".join(
         f"seed {seed}: " + ", ".join(f"{r['lead_days']} d {r['lightgbm_roc_auc']:.3f}" for r in rows
                                      if r["seed"] == seed and r["decisions"] == "every_lead" and r["cycle"] == "all")
         for seed in args.seeds))
-    print("\nLightGBM ROC-AUC by cycle (seeds pooled, decisions observed at every lead):")
+    print("\nROC-AUC by cycle (seeds pooled, every lead):")
     for cycle in ("annual", "monthly"):
         parts = [r for r in rows if r["seed"] == "all" and r["decisions"] == "every_lead" and r["cycle"] == cycle]
-        print(f"  {cycle}: " + ", ".join(
-            f"{r['lead_days']} d {r['lightgbm_roc_auc']:.3f} (health at obs {r['health_at_obs_roc_auc']:.3f}, "
-            f"ceiling {r['ceiling_roc_auc']:.3f}; "
-            f"{r['n']} decisions, {r['churned']} churned; median p {r['lightgbm_median_p']:.3f}; "
-            f"calendar SHAP {r['shap_calendar_share']:.0%})"
+        print(f"  {cycle}: " + "; ".join(
+            f"{r['lead_days']} d LightGBM {r['lightgbm_roc_auc']:.3f}, health score {r['lightgbm_health_roc_auc']:.3f}, "
+            f"no contract {r['lightgbm_no_contract_roc_auc']:.3f}, logistic {r['logistic_roc_auc']:.3f}, "
+            f"scorecard {r['scorecard_roc_auc']:.3f}, latent {r['health_at_obs_roc_auc']:.3f}, "
+            f"ceiling {r['ceiling_roc_auc']:.3f} ({r['decisions_n']} decisions, {r['churned_decisions']} churned; "
+            f"median p {r['lightgbm_median_p']:.3f}; calendar SHAP {r['shap_calendar_share']:.0%})"
             for r in parts))
-    print(f"\ntotal {time.perf_counter() - began:.0f} s; results in {args.out}")
+    print("\n90-day window, reported folds:")
+    for r in window:
+        print(f"  seed {r['seed']} {r['model']}: n {r['observations']:.0f}, rate {r['churn_rate']:.4f}, "
+              f"ROC-AUC {r['roc_auc']:.3f}, PR-AUC {r['pr_auc']:.3f}, ECE {r['ece']:.4f}, "
+              f"log loss {r['log_loss']:.4f}")
+    product = pd.concat([b["product"] for b in books], ignore_index=True)
+    print("\nThe product's own early-warning table (models.early_warning), per seed:")
+    print(product.loc[product["model"] == "lightgbm"].to_string(index=False))
+    print(f"\ntotal {time.perf_counter() - began:.0f} s; results in {args.out} and {args.window_out}")
 
 
 if __name__ == "__main__":
