@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from features.catalog import Direction
 from models import tree_shap
 from models.health import HealthScale
-from models.renewal import CALENDAR, window_probability
+from models.renewal import CALENDAR, health_log_odds, window_probability
 
 KEYS = ["account_id", "as_of_date"]
 NOT_FEATURES = {*KEYS, "churned", "label_known_at", "segment", "renewal_date",
@@ -199,6 +199,11 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
     def renewal_risk(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of churn at the next renewal."""
         return self.predict_proba(X)[:, 1]
+
+    def health_score(self, X: pd.DataFrame) -> np.ndarray:
+        """The 0-100 health score: the renewal risk without the distance to the renewal
+        (:func:`models.renewal.health_log_odds`), on the model's points scale."""
+        return self.scale_.score(health_log_odds(self.contributions(X)))
 
     def churn_probability(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated P(churn in (D + lead, D + lead + horizon]), from the renewal risk of
