@@ -436,6 +436,8 @@ def _parse(series: pd.Series, kind: Kind) -> tuple[pd.Series, pd.Series]:
     bad = present & (parsed.isna() | ~np.isfinite(parsed.fillna(0)))
     if kind is Kind.INT:
         bad |= present & parsed.notna() & (parsed % 1 != 0)
+        # Whole numbers beyond a 64-bit integer (9.2e18) cannot be held: unparseable too.
+        bad |= present & parsed.notna() & (parsed.abs() >= 2.0**63)
         parsed = parsed.where(~bad).astype("Int64")
     return parsed.where(~bad), bad
 

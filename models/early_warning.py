@@ -5,8 +5,10 @@ change it. For every renewal decision dated in the reported backtest period whos
 outcome is known, and each lead L (30, 90, 180, 270 days), take the account's
 observation on the latest snapshot on or before the decision minus L, as the walk-forward
 model of that snapshot's fold scored it (trained only on outcomes known by the fold's
-start). Each model ranks the decisions by its renewal risk at that observation (the
-health score ranks identically: it is strictly monotone in the renewal risk). A decision
+start). Each model ranks the decisions by its renewal risk at that observation. (The
+health score leaves out the days-to-renewal contribution, so it is not strictly
+monotone in the renewal risk; benchmarks/early_warning.py measures both, and they rank
+within 0.01 ROC-AUC of each other.) A decision
 the account was not yet a customer for at that lead, or that no fold scored, has no
 observation at that lead; the table says how many decisions each lead holds.
 """

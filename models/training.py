@@ -199,5 +199,5 @@ def fit_final(observations: pd.DataFrame, config: ModelConfig, catalog: tuple[Me
         latest = observations.loc[observations["as_of_date"] > cut]
     reference = latest[features]
     final.profile_ = build_profile(reference, {m.name: m.group for m in catalog},
-                                   final.scale_.score(final.log_odds(reference)))
+                                   final.health_score(reference))
     return final, logistic, learned_weights(final, logistic, reference, catalog), latest

@@ -157,10 +157,12 @@ def _observations(weeks: int, churn_weeks: set[int], wait_days: int = 120) -> pd
 
 
 def test_backtest_keeps_the_configured_folds_when_the_history_allows_them():
-    observations = _observations(80, set(range(80)))
+    observations = _observations(100, set(range(100)))
     observations = observations.loc[observations["label_known_at"] <= observations["as_of_date"].max()]
     plan = plan_backtest(observations, ModelConfig())
-    assert (len(plan.folds), plan.config.fold_days, plan.config.calibration_days) == (4, 56, 56)
+    configured = ModelConfig()
+    assert (len(plan.folds), plan.config.fold_days, plan.config.calibration_days) == (
+        configured.folds, configured.fold_days, configured.calibration_days)
     assert plan.notes == []
 
 
