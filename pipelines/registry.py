@@ -8,22 +8,30 @@ Point ``MLFLOW_TRACKING_URI`` only at a store you control.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 from healthscore.errors import HealthscoreError
+# Models logged before they were logged as code were pickled whole and name their class
+# pipelines.registry.HealthscoreModel: the name stays importable here, so they still load.
+from pipelines.pyfunc import MODEL_CODE, HealthscoreModel, write_artifacts
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+# What a logged model needs installed: the packages its code (CODE_PACKAGES and
+# pipelines/pyfunc.py) imports, pinned to this environment's versions.
 REQUIREMENTS = ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow", "pyarrow", "pydantic")
+CODE_PACKAGES = ("models", "features", "healthscore")
 
 
 def tracking_uri() -> str:
@@ -52,42 +60,49 @@ def connect(experiment: str) -> str:
     return experiment_id
 
 
-class HealthscoreModel(mlflow.pyfunc.PythonModel):
-    """The whole fitted pipeline as a pyfunc: metric rows in, calibrated churn odds out.
-
-    ``predict`` takes metric-history rows (extra columns are ignored, missing metric
-    columns are an error) and returns ``churn_probability``, ``churn_log_odds`` and the
-    0-100 ``health_score`` on the model's own scale.
-    The fitted model (``self.model``) also gives exact per-metric contributions
-    (``contributions``) and carries its horizon and the training facts.
-    """
-
-    def __init__(self, model, horizon_days: int, info: dict):
-        self.model = model
-        self.horizon_days = horizon_days
-        self.info = info
-
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        missing = [c for c in self.model.features_ if c not in model_input.columns]
-        if missing:
-            raise ValueError(f"model input lacks metric columns: {', '.join(missing[:5])}")
-        X = model_input[self.model.features_].astype("float64")
-        log_odds = self.model.log_odds(X)
-        return pd.DataFrame({"churn_probability": 1 / (1 + np.exp(-log_odds)),
-                             "churn_log_odds": log_odds,
-                             "health_score": self.model.scale_.score(log_odds)},
-                            index=model_input.index)
-
-
 def log_model(model, horizon_days: int, info: dict, example: pd.DataFrame):
-    """Log the pyfunc model with its signature and an input example; returns the model info."""
-    wrapped = HealthscoreModel(model, horizon_days, info)
+    """Log the pyfunc model with its code, signature and an input example; returns the
+    model info (``.model_uri``).
+
+    The model is logged as code (:data:`pipelines.pyfunc.MODEL_CODE`), with the fitted
+    estimator and the training facts as artifacts and ``pipelines/pyfunc.py``,
+    ``models/``, ``features/`` and ``healthscore/`` as its code paths: it loads with
+    ``mlflow.pyfunc.load_model`` in any environment built from its ``requirements.txt``,
+    healthscore installed or not.
+
+    Args:
+        model: The fitted estimator (``features_``, ``log_odds``, ``scale_``, ...).
+        horizon_days: The churn horizon it predicts.
+        info: Training facts to carry (JSON-serialisable).
+        example: Rows holding at least the model's metric columns.
+    """
     X = example[model.features_].astype("float64")
-    signature = infer_signature(X, wrapped.predict(None, X))
-    return mlflow.pyfunc.log_model(
-        name="model", python_model=wrapped, signature=signature, input_example=X.head(5),
-        pip_requirements=[f"{p}=={metadata.version(p)}" for p in REQUIREMENTS],
-    )
+    signature = infer_signature(X, HealthscoreModel(model, horizon_days, info).predict(None, X))
+    with tempfile.TemporaryDirectory(prefix="healthscore-model-") as folder:
+        folder = Path(folder)
+        code = folder / "healthscore_model.py"
+        code.write_text(MODEL_CODE, encoding="utf-8")
+        return mlflow.pyfunc.log_model(
+            name="model", python_model=code, artifacts=write_artifacts(folder, model, horizon_days, info),
+            code_paths=_stage_code(folder / "code"), signature=signature, input_example=X.head(5),
+            pip_requirements=[f"{p}=={metadata.version(p)}" for p in REQUIREMENTS],
+        )
+
+
+def _stage_code(folder: Path) -> list[str]:
+    """The packages a loaded model imports, copied without caches: ``pipelines`` holds
+    only its ``__init__`` and ``pyfunc`` (the rest of the wiring stays out of the model)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    paths = []
+    for name in CODE_PACKAGES:
+        source = Path(importlib.util.find_spec(name).origin).parent
+        paths.append(folder / name)
+        shutil.copytree(source, folder / name, ignore=ignore)
+    wiring = Path(__file__).resolve().parent
+    (folder / "pipelines").mkdir(parents=True)
+    for module in ("__init__.py", "pyfunc.py"):
+        shutil.copy2(wiring / module, folder / "pipelines" / module)
+    return [str(p) for p in (*paths, folder / "pipelines")]
 
 
 def register(model_uri: str, name: str, tags: dict[str, str]) -> str:
@@ -162,3 +177,4 @@ def load(uri: str):
         else:
             version = uri.rsplit("/", 1)[-1]
     return wrapped, version
+
