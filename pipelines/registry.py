@@ -13,7 +13,9 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
 
@@ -22,6 +24,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
+from features.catalog import Metric, catalog
+from healthscore.config import MetricsConfig
 from healthscore.errors import HealthscoreError
 # Models logged before they were logged as code were pickled whole and name their class
 # pipelines.registry.HealthscoreModel: the name stays importable here, so they still load.
@@ -60,7 +64,8 @@ def connect(experiment: str) -> str:
     return experiment_id
 
 
-def log_model(model, horizon_days: int, info: dict, example: pd.DataFrame):
+def log_model(model, horizon_days: int, info: dict, example: pd.DataFrame,
+              metric_definition: dict | None = None):
     """Log the pyfunc model with its code, signature and an input example; returns the
     model info (``.model_uri``).
 
@@ -75,7 +80,16 @@ def log_model(model, horizon_days: int, info: dict, example: pd.DataFrame):
         horizon_days: The churn horizon it predicts.
         info: Training facts to carry (JSON-serialisable).
         example: Rows holding at least the model's metric columns.
+        metric_definition: What the model's metrics mean (:func:`metric_fingerprint`).
+            Carried as ``info["metric_definition"]`` and in the MLmodel metadata, from
+            which :func:`register` tags the version ``metric_fingerprint``.
     """
+    definition = metric_definition
+    model_metadata = {}
+    if definition:
+        definition = _restricted(definition, model.features_)
+        info = {**info, "metric_definition": definition}
+        model_metadata["metric_fingerprint"] = definition["fingerprint"]
     X = example[model.features_].astype("float64")
     signature = infer_signature(X, HealthscoreModel(model, horizon_days, info).predict(None, X))
     with tempfile.TemporaryDirectory(prefix="healthscore-model-") as folder:
@@ -86,6 +100,7 @@ def log_model(model, horizon_days: int, info: dict, example: pd.DataFrame):
             name="model", python_model=code, artifacts=write_artifacts(folder, model, horizon_days, info),
             code_paths=_stage_code(folder / "code"), signature=signature, input_example=X.head(5),
             pip_requirements=[f"{p}=={metadata.version(p)}" for p in REQUIREMENTS],
+            metadata=model_metadata or None,
         )
 
 
@@ -106,7 +121,13 @@ def _stage_code(folder: Path) -> list[str]:
 
 
 def register(model_uri: str, name: str, tags: dict[str, str]) -> str:
-    """Register a logged model as a new version and alias it ``challenger``; returns the version."""
+    """Register a logged model as a new version and alias it ``challenger``; returns the version.
+
+    The version is also tagged ``metric_fingerprint`` when the model carries one.
+    """
+    fingerprint = (mlflow.models.get_model_info(model_uri).metadata or {}).get("metric_fingerprint")
+    if fingerprint:
+        tags = {**tags, "metric_fingerprint": fingerprint}
     version = mlflow.register_model(model_uri, name, tags=tags)
     MlflowClient().set_registered_model_alias(name, CHALLENGER, version.version)
     return str(version.version)
@@ -177,4 +198,148 @@ def load(uri: str):
         else:
             version = uri.rsplit("/", 1)[-1]
     return wrapped, version
+
+
+# --- What a model's metrics mean -------------------------------------------------------
+
+# The MetricsConfig fields that change what a metric column of a given name means. The
+# rest are deliberately left out; a test fails when a new field is in neither list.
+MEANING_SETTINGS = {
+    # The fall-from-peak metrics take the peak over the snapshots of the trailing year,
+    # which lie this many days apart.
+    "snapshot_every_days": "the snapshots the fall-from-peak metrics take their peak over",
+    # key_features_used_count_30d counts these; its description does not name them.
+    "key_features": "what key_features_used_count_30d counts",
+    # advanced_events_share_30d is the share of these.
+    "advanced_features": "what advanced_events_share_30d measures",
+    # onboarding_completed_share and onboarding_stalled_flag are against this list.
+    "onboarding_milestones": "what onboarding_completed_share and onboarding_stalled_flag measure against",
+    # own_<column>_latest takes the latest value no older than this.
+    "account_metrics_staleness_days": "how old an own_<column>_latest value may be",
+}
+NOT_MEANING = {
+    "history_days": "only limits how far back the snapshots go; every value as of D is the same",
+    # One column per event, whose catalog description names its event: a column the
+    # model uses means the same whatever else the list holds (a renamed event changes
+    # that column's description, which the fingerprint covers).
+    "event_types": "adds or removes per-event columns; each column's description names its event",
+    "value_events": "adds or removes per-event value columns; each column's description names its event",
+}
+# Lists whose order changes no metric (counts, shares, membership): compared sorted.
+UNORDERED = ("key_features", "advanced_features", "onboarding_milestones")
+CATALOG_FIELDS = ("name", "group", "source", "needs", "description")
+
+
+def metric_settings(config) -> dict:
+    """The metric settings that change what a model's metric columns mean (see
+    :data:`MEANING_SETTINGS`): of ``config.metrics``, or of a :class:`MetricsConfig`.
+
+    ``history_days`` is not among them: it only limits how far back snapshots go, and a
+    value as of D is the same however far back the history starts. ``event_types`` and
+    ``value_events`` are not either: they add or remove whole per-event columns, and the
+    description of each column names its event, so a changed column shows in the
+    catalog entries that :func:`metric_fingerprint` covers.
+
+    >>> metric_settings(MetricsConfig(key_features=("b", "a"), history_days=90))["key_features"]
+    ['a', 'b']
+    """
+    metrics = config if isinstance(config, MetricsConfig) else config.metrics
+    settings = {}
+    for name in MEANING_SETTINGS:
+        value = getattr(metrics, name)
+        settings[name] = sorted(value) if name in UNORDERED else (
+            list(value) if isinstance(value, tuple) else value)
+    return settings
+
+
+def metric_fingerprint(config, metrics: Iterable[Metric]) -> dict:
+    """What a model's metrics mean, and a short fingerprint of it.
+
+    Args:
+        config: The config (or its :class:`MetricsConfig`) the metrics were built with.
+        metrics: The catalog entries of the model's metric columns
+            (:func:`features.catalog.catalog`).
+
+    Returns:
+        ``{"settings": ..., "catalog": [...], "fingerprint": "<12 hex digits>"}``: the
+        settings of :func:`metric_settings`, each metric's name, group, source, needs and
+        description (by name), and the sha256 of both. Equal fingerprints: the same
+        columns, computed the same way.
+    """
+    entries = [{field: (list(value) if isinstance(value := getattr(m, field), tuple) else str(value))
+                for field in CATALOG_FIELDS} for m in metrics]
+    return _definition(metric_settings(config), entries)
+
+
+def _definition(settings: dict, entries: list[dict]) -> dict:
+    entries = sorted(entries, key=lambda e: e["name"])
+    text = json.dumps({"settings": settings, "catalog": entries}, sort_keys=True)
+    return {"settings": settings, "catalog": entries,
+            "fingerprint": hashlib.sha256(text.encode()).hexdigest()[:12]}
+
+
+def _restricted(definition: dict, names: Iterable[str]) -> dict:
+    """The definition of just these metrics (a model uses some of the training data's)."""
+    keep = set(names)
+    return _definition(definition["settings"], [e for e in definition["catalog"] if e["name"] in keep])
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def check_fingerprint(model_info: dict, config, metrics: Iterable[Metric] | None = None,
+                      label: str = "the model", warn: Callable[[str], None] = _warn) -> str | None:
+    """Stop when ``config`` would compute a model's metrics differently from training.
+
+    Compares the metric definition the model carries (``info["metric_definition"]``)
+    with this config's: the settings of :func:`metric_settings`, and the catalog entry
+    of every model metric that ``metrics`` defines. A metric ``metrics`` lacks is not
+    compared: the data cannot build it, which the caller reports as a missing column.
+
+    Args:
+        model_info: The loaded model's ``info``.
+        config: The config about to compute the metrics.
+        metrics: The catalog entries available now (default: the whole catalog of
+            ``config``, without bring-your-own metrics).
+        label: How messages name the model.
+        warn: Where a warning goes (a model that carries no definition).
+
+    Returns:
+        The model's fingerprint, or None when it carries none (then ``warn`` was called).
+
+    Raises:
+        HealthscoreError: Naming each setting (old -> new) and metric that differs.
+    """
+    stored = (model_info or {}).get("metric_definition")
+    if not stored:
+        warn(f"{label} carries no metric definition (it was logged before models recorded "
+             "one), so healthscore cannot check that this config computes its metrics the "
+             "way they were computed in training; retrain to record it")
+        return None
+    current = {m.name: m for m in (catalog(config.metrics) if metrics is None else metrics)}
+    now = metric_fingerprint(config, [current[e["name"]] for e in stored["catalog"]
+                                      if e["name"] in current])
+    now_entries = {e["name"]: e for e in now["catalog"]}
+    # Only what the model recorded: a setting newer than the model cannot be compared.
+    changes = [f"metrics.{name}: {_shown(old)} -> {_shown(now['settings'].get(name))}"
+               for name, old in stored["settings"].items() if now["settings"].get(name) != old]
+    for entry in stored["catalog"]:
+        new = now_entries.get(entry["name"])
+        if new is None:
+            continue
+        changes += [f"metric {entry['name']} {field}: {_shown(entry.get(field))} -> {_shown(new.get(field))}"
+                    for field in CATALOG_FIELDS if field in entry and entry[field] != new.get(field)]
+    if changes:
+        shown = "; ".join(changes[:8]) + (f"; and {len(changes) - 8} more" if len(changes) > 8 else "")
+        raise HealthscoreError(
+            f"{label} was trained on metrics defined differently from this config's "
+            f"(fingerprint {stored['fingerprint']}, now {now['fingerprint']}): {shown}. Its "
+            "scores would not mean what its training measured. Score with the config the "
+            "model was trained with, or retrain it with this config")
+    return stored["fingerprint"]
+
+
+def _shown(value) -> str:
+    return "(none)" if value is None else json.dumps(value)
 

@@ -1,7 +1,9 @@
-"""What a logged model carries, against real MLflow SQLite stores in tmp_path."""
+"""What a logged model carries: its code and its metric definition, against real MLflow
+SQLite stores in tmp_path."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -9,8 +11,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
-from healthscore.config import Config
+from features.catalog import available_columns, catalog
+from healthscore.config import Config, MetricsConfig
+from healthscore.errors import HealthscoreError
 from models.churn_model import CalibratedLightGBM
 from pipelines import registry
 
@@ -43,20 +48,111 @@ def fit(known: pd.DataFrame) -> CalibratedLightGBM:
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory):
-    """One train-like run in its own store: model, registered version.
+    """One train-like run in its own store: model with its metric definition, registered version.
 
-    Returns (store root, run id, version, the loaded pyfunc wrapper, the training rows)."""
+    Returns (store root, run id, version, the loaded pyfunc wrapper, the training rows,
+    the model's catalog entries)."""
     root = tmp_path_factory.mktemp("registry")
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     known = observations()
     model = fit(known)
+    entries = [m for m in catalog(CONFIG.metrics) if m.name in FEATURES]
     with mlflow.start_run(experiment_id=registry.connect("test")) as run:
-        info = registry.log_model(model, 90, {"as_of": "2025-03-31"}, known)
+        info = registry.log_model(model, 90, {"as_of": "2025-03-31"}, known,
+                                  metric_definition=registry.metric_fingerprint(CONFIG, entries))
     version = registry.register(info.model_uri, "hs-test", {"data_as_of": "2025-03-31"})
     wrapped, _ = registry.load(f"models:/hs-test/{version}")
-    yield root, run.info.run_id, version, wrapped, known
+    yield root, run.info.run_id, version, wrapped, known, entries
     mp.undo()
+
+
+def test_every_metric_setting_is_decided_on():
+    """A new MetricsConfig field must be classed as changing what metrics mean or not."""
+    fields = set(MetricsConfig.model_fields)
+    assert fields == set(registry.MEANING_SETTINGS) | set(registry.NOT_MEANING)
+    assert not set(registry.MEANING_SETTINGS) & set(registry.NOT_MEANING)
+
+
+def test_the_model_and_its_version_carry_the_metric_fingerprint(logged):
+    root, _, version, wrapped, _, entries = logged
+    definition = wrapped.info["metric_definition"]
+    expected = registry.metric_fingerprint(CONFIG, entries)
+    assert definition == expected and len(definition["fingerprint"]) == 12
+    # Only the model's own metrics, each with its catalog entry.
+    assert [e["name"] for e in definition["catalog"]] == sorted(FEATURES)
+    assert definition["catalog"][0] == {
+        "name": "active_days_count_30d", "group": "frequency", "source": "events", "needs": [],
+        "description": "Days with any product usage in the last 30 days"}
+    assert definition["settings"]["key_features"] == sorted(CONFIG.metrics.key_features)
+    assert "history_days" not in definition["settings"]
+    tags = MlflowClient().get_model_version("hs-test", version).tags
+    assert tags["metric_fingerprint"] == definition["fingerprint"]
+    assert wrapped.info["as_of"] == "2025-03-31" and wrapped.horizon_days == 90
+
+
+def test_the_fingerprint_changes_with_what_metrics_mean_only(logged):
+    *_, entries = logged
+    base = registry.metric_fingerprint(CONFIG, entries)["fingerprint"]
+
+    def fingerprint(metrics=entries, **settings) -> str:
+        config = Config(metrics=CONFIG.metrics.model_copy(update=settings))
+        return registry.metric_fingerprint(config, metrics)["fingerprint"]
+
+    assert fingerprint(history_days=120) == base
+    assert fingerprint(key_features=CONFIG.metrics.key_features[::-1]) == base  # order: same counts
+    assert fingerprint(event_types=(*CONFIG.metrics.event_types, "new_event")) == base
+    assert fingerprint(key_features=("create_report",)) != base
+    assert fingerprint(snapshot_every_days=14) != base
+    assert fingerprint(account_metrics_staleness_days=10) != base
+    changed = [dataclasses.replace(m, description=m.description + " (redefined)")
+               if m.name == "tickets_count_30d" else m for m in entries]
+    assert fingerprint(changed) != base
+
+
+def test_scoring_with_the_training_config_passes_the_check(logged):
+    *_, wrapped, _, _ = logged
+    fingerprint = wrapped.info["metric_definition"]["fingerprint"]
+    assert registry.check_fingerprint(wrapped.info, CONFIG) == fingerprint
+    # Settings that do not change what the model's metrics mean.
+    other = Config(metrics=CONFIG.metrics.model_copy(update={
+        "history_days": 90, "event_types": (*CONFIG.metrics.event_types, "new_event"),
+        "key_features": CONFIG.metrics.key_features[::-1]}))
+    assert registry.check_fingerprint(wrapped.info, other) == fingerprint
+
+
+def test_a_config_that_changes_what_metrics_mean_is_a_clear_error(logged):
+    *_, wrapped, _, _ = logged
+    other = Config(metrics=CONFIG.metrics.model_copy(update={
+        "key_features": ("create_report", "run_workflow"), "snapshot_every_days": 14}))
+    with pytest.raises(HealthscoreError) as error:
+        registry.check_fingerprint(wrapped.info, other, label="model v1")
+    message = str(error.value)
+    assert message.startswith("model v1 was trained on metrics defined differently")
+    assert "metrics.snapshot_every_days: 7 -> 14" in message
+    assert ('metrics.key_features: ["create_report", "export_data", "run_workflow", '
+            '"share_dashboard"] -> ["create_report", "run_workflow"]') in message
+    assert "Score with the config the model was trained with, or retrain" in message
+    assert "history_days" not in message
+
+
+def test_a_redefined_metric_is_a_clear_error(logged):
+    """A catalog entry that changed since training (new code), with the same config."""
+    *_, wrapped, _, _ = logged
+    now = [dataclasses.replace(m, description="Tickets opened in the last 28 days")
+           if m.name == "tickets_count_30d" else m for m in catalog(CONFIG.metrics)]
+    with pytest.raises(HealthscoreError, match=r'metric tickets_count_30d description: '
+                       r'"Support tickets opened in the last 30 days" -> "Tickets opened in the last 28 days"'):
+        registry.check_fingerprint(wrapped.info, CONFIG, now)
+    # A metric the data cannot build is not a redefinition (scoring reports it as missing).
+    present = [m for m in catalog(CONFIG.metrics) if m.name != "tickets_count_30d"]
+    assert registry.check_fingerprint(wrapped.info, CONFIG, present)
+
+
+def test_a_model_without_a_fingerprint_only_warns(logged):
+    warnings = []
+    assert registry.check_fingerprint({"as_of": "x"}, CONFIG, warn=warnings.append) is None
+    assert len(warnings) == 1 and "carries no metric definition" in warnings[0]
 
 
 def test_a_model_is_logged_as_code_without_the_cloudpickle_warning(logged, caplog):
@@ -73,10 +169,12 @@ def test_a_model_is_logged_as_code_without_the_cloudpickle_warning(logged, caplo
     assert not (local / "code" / "pipelines" / "score.py").exists()
     assert not list(local.rglob("__pycache__"))
     assert not (local / "python_model.pkl").exists()  # nothing pickled whole
+    # Logged without a metric definition: no fingerprint.
+    assert "metric_definition" not in mlflow.pyfunc.load_model(info.model_uri).unwrap_python_model().info
 
 
 def test_pyfunc_outputs_come_from_the_estimator(logged):
-    *_, wrapped, known = logged
+    *_, wrapped, known, _ = logged
     rows = known.sample(20, random_state=0)
     out = wrapped.predict(None, rows[["as_of_date", "account_id", *FEATURES[::-1]]])
     model = wrapped.model
@@ -84,3 +182,60 @@ def test_pyfunc_outputs_come_from_the_estimator(logged):
     np.testing.assert_array_equal(out["churn_log_odds"], model.log_odds(rows[FEATURES]))
     np.testing.assert_array_equal(out["health_score"], model.scale_.score(model.log_odds(rows[FEATURES])))
     assert list(out.index) == list(rows.index)
+
+
+# --- scoring: the check in `score` on the shared demo book -------------------------------
+
+@pytest.fixture(scope="module")
+def book_models(scoring_book, tmp_path_factory):
+    """The shared scoring book's fitted model, logged again in a store of its own: as
+    version 1 with the metric definition of the book's data, and as version 2 the way
+    models were logged before they carried one (pickled whole)."""
+    from pipelines.train import own_columns_of
+    from pipelines.validate import load_data_folder
+
+    root, data, as_of = scoring_book
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    registry.connect("healthscore")
+    wrapped, _ = registry.load("models:/healthscore@champion")
+    store = tmp_path_factory.mktemp("book-models")
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+    tables = load_data_folder(data)
+    metrics = catalog(CONFIG.metrics, available_columns(tables), own_columns_of(tables))
+    model = wrapped.model
+    rows = pd.DataFrame(np.zeros((3, len(model.features_))), columns=model.features_)
+    with mlflow.start_run(experiment_id=registry.connect("healthscore")):
+        definition = registry.metric_fingerprint(CONFIG, [m for m in metrics if m.name in model.features_])
+        logged = registry.log_model(model, 90, {}, rows, metric_definition=definition)
+        old = mlflow.pyfunc.log_model(name="old", python_model=registry.HealthscoreModel(model, 90, {}),
+                                      pip_requirements=["mlflow"])
+    assert registry.register(logged.model_uri, "book", {}) == "1"
+    assert registry.register(old.model_uri, "book", {}) == "2"
+    yield store, data, pd.Timestamp(as_of).date()
+    mp.undo()
+
+
+def test_score_checks_the_models_metric_definition(book_models, tmp_path, capsys):
+    from pipelines.score import score
+
+    store, data, as_of = book_models
+    result = score(data, as_of, CONFIG, tmp_path / "s.csv", model_uri="models:/book/1",
+                   progress=lambda m: None)
+    assert len(result.scores) > 100 and "warning" not in capsys.readouterr().err
+    other = Config(metrics=CONFIG.metrics.model_copy(update={"onboarding_milestones": ("kickoff", "go_live")}))
+    with pytest.raises(HealthscoreError, match=r"model models:/book/1 \(version 1\) was trained on metrics "
+                       r"defined differently.*metrics.onboarding_milestones: \["):
+        score(data, as_of, other, tmp_path / "t.csv", model_uri="models:/book/1", progress=lambda m: None)
+    assert not (tmp_path / "t.csv").exists()
+
+
+def test_score_warns_on_a_model_without_a_fingerprint(book_models, tmp_path, capsys):
+    from pipelines.score import score
+
+    store, data, as_of = book_models
+    result = score(data, as_of, CONFIG, tmp_path / "s.csv", model_uri="models:/book/2",
+                   progress=lambda m: None)
+    err = capsys.readouterr().err
+    assert "warning: model models:/book/2 (version 2) carries no metric definition" in err
+    assert len(result.scores) > 100 and (tmp_path / "s.csv").exists()
