@@ -7,6 +7,7 @@ Point ``MLFLOW_TRACKING_URI`` only at a store you control.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
@@ -22,11 +24,15 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.data.dataset_source import DatasetSource
+from mlflow.data.pandas_dataset import PandasDataset
 from mlflow.models import infer_signature
+from mlflow.types.utils import _infer_schema
 
 from features.catalog import Metric, catalog
 from healthscore.config import MetricsConfig
 from healthscore.errors import HealthscoreError
+from pipelines.io import redact
 # Models logged before they were logged as code were pickled whole and name their class
 # pipelines.registry.HealthscoreModel: the name stays importable here, so they still load.
 from pipelines.pyfunc import MODEL_CODE, HealthscoreModel, write_artifacts
@@ -80,11 +86,12 @@ def log_model(model, horizon_days: int, info: dict, example: pd.DataFrame,
         horizon_days: The churn horizon it predicts.
         info: Training facts to carry (JSON-serialisable).
         example: Rows holding at least the model's metric columns.
-        metric_definition: What the model's metrics mean (:func:`metric_fingerprint`).
+        metric_definition: What the model's metrics mean (:func:`metric_fingerprint`);
+            default: the one :func:`log_training_input` recorded on the active run, if any.
             Carried as ``info["metric_definition"]`` and in the MLmodel metadata, from
             which :func:`register` tags the version ``metric_fingerprint``.
     """
-    definition = metric_definition
+    definition = metric_definition or _run_metric_definition()
     model_metadata = {}
     if definition:
         definition = _restricted(definition, model.features_)
@@ -342,4 +349,111 @@ def check_fingerprint(model_info: dict, config, metrics: Iterable[Metric] | None
 
 def _shown(value) -> str:
     return "(none)" if value is None else json.dumps(value)
+
+
+def _run_metric_definition() -> dict | None:
+    """The metric definition :func:`log_training_input` recorded on the active run."""
+    run = mlflow.active_run()
+    if run is None:
+        return None
+    try:
+        return mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/{METRIC_DEFINITION}")
+    except (mlflow.exceptions.MlflowException, OSError):
+        return None
+
+
+# --- Where a model's data came from ----------------------------------------------------
+
+METRIC_DEFINITION = "data/metric_definition.json"
+KEY_COLUMNS = ("account_id", "as_of_date", "churned", "label_known_at", "segment")
+
+
+class TrainingObservations(PandasDataset):
+    """The labelled observations a model learned from, profiled for people: rows,
+    accounts, churned rows, the snapshot date range and the number of metrics."""
+
+    @functools.cached_property
+    def schema(self):
+        # MLflow hints that integer columns cannot hold missing values: true of `churned`,
+        # which never misses, and about model inputs, which these rows are not.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+            return _infer_schema(self.df)
+
+    @property
+    def profile(self) -> dict:
+        frame = self.df
+        dates = frame["as_of_date"]
+        return {
+            "rows": len(frame), "accounts": int(frame["account_id"].nunique()),
+            "churned_rows": int(frame["churned"].sum()),
+            "first_as_of_date": str(dates.min().date()) if len(frame) else None,
+            "last_as_of_date": str(dates.max().date()) if len(frame) else None,
+            "metrics": sum(c not in KEY_COLUMNS for c in frame.columns),
+        }
+
+
+class DatabaseSource(DatasetSource):
+    """A database the data was read from, by its URL without the password."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "database"
+
+    def load(self, **kwargs):
+        raise NotImplementedError("healthscore reads a database with --data URL")
+
+    @staticmethod
+    def _can_resolve(raw_source) -> bool:
+        return False
+
+    @classmethod
+    def _resolve(cls, raw_source):
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        return {"url": self.url}
+
+    @classmethod
+    def from_dict(cls, source_dict: dict):
+        return cls(source_dict["url"])
+
+
+def log_training_input(known: pd.DataFrame, data_dir, config=None,
+                       metric_catalog: Iterable[Metric] | None = None) -> TrainingObservations:
+    """Log the training observations to the active run as its ``training`` dataset.
+
+    The dataset is named ``training observations``; its source is the data folder or
+    DuckDB file (a database URL without its password), its digest a hash of every row
+    and column of ``known``, its schema the columns' types, and its profile the rows,
+    accounts, churned rows and snapshot date range. With ``config`` and
+    ``metric_catalog``, also records what the metric columns mean
+    (:func:`metric_fingerprint`, as ``data/metric_definition.json``), which
+    :func:`log_model` then carries in the model.
+
+    Args:
+        known: The labelled observations (``account_id``, ``as_of_date``, ``churned`` and
+            the metric columns).
+        data_dir: Where the data came from: a folder, a DuckDB file or a database URL.
+        config: The config the metrics were built with.
+        metric_catalog: The catalog entries of the metrics the data supports.
+    """
+    text = str(data_dir)
+    if "://" in text:
+        source = DatabaseSource(redact(text))
+    else:
+        source = mlflow.data.sources.LocalArtifactDatasetSource(str(Path(text).resolve()))
+    rows = pd.util.hash_pandas_object(known, index=False).to_numpy()
+    digest = hashlib.sha256(rows.tobytes() + json.dumps(list(map(str, known.columns))).encode())
+    dataset = TrainingObservations(known, source=source, targets="churned",
+                                   name="training observations", digest=digest.hexdigest()[:16])
+    mlflow.log_input(dataset, context="training")
+    if config is not None and metric_catalog is not None:
+        columns = set(known.columns)
+        mlflow.log_dict(metric_fingerprint(config, [m for m in metric_catalog if m.name in columns]),
+                        METRIC_DEFINITION)
+    return dataset
 

@@ -1,9 +1,10 @@
-"""What a logged model carries: its code and its metric definition, against real MLflow
-SQLite stores in tmp_path."""
+"""What a logged model carries: its code, its metric definition and its training data's
+lineage, against real MLflow SQLite stores in tmp_path."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def fit(known: pd.DataFrame) -> CalibratedLightGBM:
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory):
-    """One train-like run in its own store: model with its metric definition, registered version.
+    """One train-like run in its own store: training input, model, registered version.
 
     Returns (store root, run id, version, the loaded pyfunc wrapper, the training rows,
     the model's catalog entries)."""
@@ -57,12 +58,14 @@ def logged(tmp_path_factory):
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     known = observations()
     model = fit(known)
-    entries = [m for m in catalog(CONFIG.metrics) if m.name in FEATURES]
+    data_dir = root / "data"
+    data_dir.mkdir()
     with mlflow.start_run(experiment_id=registry.connect("test")) as run:
-        info = registry.log_model(model, 90, {"as_of": "2025-03-31"}, known,
-                                  metric_definition=registry.metric_fingerprint(CONFIG, entries))
+        registry.log_training_input(known, data_dir, CONFIG, catalog(CONFIG.metrics))
+        info = registry.log_model(model, 90, {"as_of": "2025-03-31"}, known)
     version = registry.register(info.model_uri, "hs-test", {"data_as_of": "2025-03-31"})
     wrapped, _ = registry.load(f"models:/hs-test/{version}")
+    entries = [m for m in catalog(CONFIG.metrics) if m.name in FEATURES]
     yield root, run.info.run_id, version, wrapped, known, entries
     mp.undo()
 
@@ -155,6 +158,37 @@ def test_a_model_without_a_fingerprint_only_warns(logged):
     assert len(warnings) == 1 and "carries no metric definition" in warnings[0]
 
 
+def test_the_training_run_records_its_dataset(logged):
+    root, run_id, _, _, known, _ = logged
+    inputs = MlflowClient().get_run(run_id).inputs.dataset_inputs
+    assert len(inputs) == 1
+    dataset, tags = inputs[0].dataset, {t.key: t.value for t in inputs[0].tags}
+    assert tags["mlflow.data.context"] == "training"
+    assert dataset.name == "training observations" and dataset.source_type == "local"
+    assert str((root / "data").resolve()) in dataset.source
+    assert json.loads(dataset.profile) == {
+        "rows": 360, "accounts": 30, "churned_rows": int(known["churned"].sum()),
+        "first_as_of_date": "2025-01-06", "last_as_of_date": "2025-03-24", "metrics": 5}
+    assert '"name": "churned"' in dataset.schema and '"name": "account_id"' in dataset.schema
+    # The digest is the data's: one changed value changes it, the same rows keep it.
+    with mlflow.start_run(experiment_id=registry.connect("test")) as run:
+        registry.log_training_input(known, root / "data")
+        changed = known.copy()
+        changed.loc[0, "tickets_count_30d"] += 1
+        registry.log_training_input(changed, root / "data")
+    digests = [d.dataset.digest for d in MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs]
+    assert dataset.digest in digests and len(set(digests)) == 2
+
+
+def test_a_database_source_is_logged_without_its_password(logged):
+    # Other rows: MLflow keeps one dataset per name and digest in an experiment.
+    with mlflow.start_run(experiment_id=registry.connect("test")) as run:
+        registry.log_training_input(observations(seed=5), "postgres://cs:secret@db.internal:5432/crm")
+    dataset = MlflowClient().get_run(run.info.run_id).inputs.dataset_inputs[0].dataset
+    assert dataset.source_type == "database"
+    assert "secret" not in dataset.source and "postgres://cs:***@db.internal:5432/crm" in dataset.source
+
+
 def test_a_model_is_logged_as_code_without_the_cloudpickle_warning(logged, caplog):
     root, *_ = logged
     known = observations(seed=1)
@@ -169,7 +203,7 @@ def test_a_model_is_logged_as_code_without_the_cloudpickle_warning(logged, caplo
     assert not (local / "code" / "pipelines" / "score.py").exists()
     assert not list(local.rglob("__pycache__"))
     assert not (local / "python_model.pkl").exists()  # nothing pickled whole
-    # Logged without a metric definition: no fingerprint.
+    # Logged without a training input: no metric definition to carry, so no fingerprint.
     assert "metric_definition" not in mlflow.pyfunc.load_model(info.model_uri).unwrap_python_model().info
 
 
