@@ -457,3 +457,23 @@ def log_training_input(known: pd.DataFrame, data_dir, config=None,
                         METRIC_DEFINITION)
     return dataset
 
+
+# --- The MLflow UI --------------------------------------------------------------------
+
+def runs_urls(base_url: str, experiments: Iterable[str]) -> dict[str, str | None]:
+    """Experiment name -> the URL of its runs table in the MLflow UI at ``base_url``
+    (None when the store has no such experiment yet). Reads the store; creates nothing.
+
+    MLflow 3.17's UI routes with a hash router, and opens an experiment in its GenAI
+    view (traces). ``#/experiments/<id>/runs`` is the runs table, and
+    ``workflowType=machine_learning`` switches the UI to its model-training view.
+    """
+    names = list(experiments)
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return dict.fromkeys(names)
+    client = MlflowClient(uri)
+    found = {name: client.get_experiment_by_name(name) for name in names}
+    return {name: None if e is None else
+            f"{base_url.rstrip('/')}/#/experiments/{e.experiment_id}/runs?workflowType=machine_learning"
+            for name, e in found.items()}

@@ -1,5 +1,5 @@
 """What a logged model carries: its code, its metric definition and its training data's
-lineage, against real MLflow SQLite stores in tmp_path."""
+lineage, against real MLflow SQLite stores in tmp_path. Plus the MLflow UI's runs links."""
 
 from __future__ import annotations
 
@@ -13,15 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
 from features.catalog import available_columns, catalog
 from healthscore.config import Config, MetricsConfig
 from healthscore.errors import HealthscoreError
 from models.churn_model import CalibratedLightGBM
 from pipelines import registry
-
+from pipelines.cli import app
 
 CONFIG = Config()
+# Real catalog metrics, so the model's features have catalog entries.
 FEATURES = ["active_days_count_30d", "tickets_count_30d", "key_features_used_count_30d",
             "key_feature_create_report_adoption_30d", "event_login_count_30d"]
 
@@ -273,3 +275,30 @@ def test_score_warns_on_a_model_without_a_fingerprint(book_models, tmp_path, cap
     err = capsys.readouterr().err
     assert "warning: model models:/book/2 (version 2) carries no metric definition" in err
     assert len(result.scores) > 100 and (tmp_path / "s.csv").exists()
+
+
+# --- the MLflow UI's links ---------------------------------------------------------------
+
+def test_runs_url_before_any_experiment_says_so_and_creates_no_store(tmp_path):
+    store = tmp_path / "mlflow.db"
+    result = CliRunner().invoke(app, ["runs-url"], env={"MLFLOW_TRACKING_URI": f"sqlite:///{store}"})
+    assert result.exit_code == 0, result.output
+    assert "Training runs: none yet" in result.output and "run `make train` first" in result.output
+    assert "Monitoring runs: none yet" in result.output
+    assert not store.exists()
+
+
+def test_runs_url_links_each_experiments_runs_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    registry.connect("other")
+    training = registry.connect("healthscore")
+    result = CliRunner().invoke(app, ["runs-url", "--port", "5123"])
+    assert result.exit_code == 0, result.output
+    assert (f"Training runs: http://127.0.0.1:5123/#/experiments/{training}/runs"
+            "?workflowType=machine_learning") in result.output
+    assert "Monitoring runs: none yet" in result.output
+    monitoring = registry.connect("healthscore-monitoring")
+    result = CliRunner().invoke(app, ["runs-url", "--port", "5123"])
+    assert f"Monitoring runs: http://127.0.0.1:5123/#/experiments/{monitoring}/runs" in result.output
+    assert training != monitoring
+
