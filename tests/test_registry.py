@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 
 import mlflow
@@ -302,3 +303,99 @@ def test_runs_url_links_each_experiments_runs_table(tmp_path, monkeypatch):
     assert f"Monitoring runs: http://127.0.0.1:5123/#/experiments/{monitoring}/runs" in result.output
     assert training != monitoring
 
+
+# --- a model that loads where healthscore is not installed -------------------------------
+
+LOAD_ELSEWHERE = """
+import importlib.util, json, sys, time
+import mlflow, pandas as pd
+
+assert importlib.util.find_spec("healthscore") is None, "healthscore is installed here"
+start = time.perf_counter()
+loaded = mlflow.pyfunc.load_model(sys.argv[1])
+out = loaded.predict(pd.read_parquet("rows.parquet"))
+out.to_parquet("out.parquet")
+model = loaded.unwrap_python_model()
+json.dump({"seconds": time.perf_counter() - start,
+           "code": sys.modules["models.churn_model"].__file__,
+           "fingerprint": model.info["metric_definition"]["fingerprint"]}, open("facts.json", "w"))
+"""
+
+
+@pytest.mark.slow
+def test_a_trained_model_loads_and_predicts_in_a_venv_of_its_requirements_only(tmp_path):
+    """`healthscore train` on a small demo book, then a fresh venv holding nothing but the
+    model's logged requirements.txt loads the champion from the SQLite store, outside the
+    repository and without PYTHONPATH, and predicts what the project predicts."""
+    import json
+    import subprocess
+    import sys
+    import time
+    import venv
+
+    from healthscore.config import Config
+    from pipelines.features import stage_and_build
+    from pipelines.score import scoring_snapshots
+    from pipelines.validate import data_end_date, load_data_folder
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store}
+    hs = [sys.executable, "-m", "pipelines.cli"]
+    data = tmp_path / "demo"
+    for args in (["demo-data", "--out", str(data), "--accounts", "120"], ["train", "--data", str(data)]):
+        done = subprocess.run([*hs, *args], capture_output=True, text=True, env=env, timeout=900)
+        assert done.returncode == 0, done.stderr
+        assert "cloudpickle" not in (done.stdout + done.stderr).lower()
+
+    # The train hooks: the run's training dataset, the version's fingerprint.
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    version = client.get_model_version_by_alias("healthscore", "champion")
+    inputs = client.get_run(version.run_id).inputs.dataset_inputs
+    assert [i.dataset.name for i in inputs] == ["training observations"]
+    assert json.loads(inputs[0].dataset.profile)["accounts"] > 100
+    fingerprint = version.tags["metric_fingerprint"]
+
+    monkey = pytest.MonkeyPatch()
+    monkey.setenv("MLFLOW_TRACKING_URI", store)
+    try:
+        registry.connect("healthscore")
+        wrapped, _ = registry.load("models:/healthscore@champion")
+        requirements = Path(mlflow.artifacts.download_artifacts(
+            "models:/healthscore@champion/requirements.txt", dst_path=str(tmp_path / "req")))
+    finally:
+        monkey.undo()
+    assert wrapped.info["metric_definition"]["fingerprint"] == fingerprint
+    tables = load_data_folder(data)
+    day = data_end_date(tables).date()
+    history = stage_and_build(tables, day, Config(), snapshots=scoring_snapshots(day))
+    rows = history.loc[history["as_of_date"] == pd.Timestamp(day)].reset_index(drop=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    rows.to_parquet(elsewhere / "rows.parquet")
+    (elsewhere / "load.py").write_text(LOAD_ELSEWHERE, encoding="utf-8")
+
+    start = time.perf_counter()
+    venv.create(tmp_path / "venv", with_pip=True)
+    python = tmp_path / "venv" / "bin" / "python"
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r", str(requirements)],
+                             capture_output=True, text=True, env=clean, timeout=1800)
+    assert install.returncode == 0, install.stderr[-3000:]
+    installed = time.perf_counter() - start
+    load = subprocess.run([str(python), "load.py", "models:/healthscore@champion"], cwd=elsewhere,
+                          capture_output=True, text=True, env={**clean, "MLFLOW_TRACKING_URI": store},
+                          timeout=600)
+    assert load.returncode == 0, load.stderr[-3000:]
+    facts = json.loads((elsewhere / "facts.json").read_text())
+    print(f"fresh venv: {installed:.0f} s to create and install the model's requirements; "
+          f"{facts['seconds']:.1f} s to load and predict {len(rows)} rows")
+
+    # The model's own copy of the code, not the repository's; the same numbers.
+    assert str(tmp_path) in facts["code"] and "/code/models/churn_model.py" in facts["code"]
+    assert facts["fingerprint"] == fingerprint
+    out = pd.read_parquet(elsewhere / "out.parquet")
+    expected = wrapped.predict(None, rows)
+    assert len(out) == len(rows) > 50
+    pd.testing.assert_frame_equal(out, expected, check_exact=False, rtol=1e-12)
+    np.testing.assert_allclose(out["health_score"], wrapped.model.scale_.score(wrapped.model.log_odds(
+        rows[wrapped.model.features_])), rtol=1e-12)
