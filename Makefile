@@ -72,7 +72,7 @@ demo: install ## Run the whole pipeline on built-in demo data (from a fresh clon
 	@echo ">> scores:         $(DEMO_DIR)-outputs/scores.csv (history and alerts in $(DEMO_DIR)-outputs/score_history/)"
 	@echo ">> monitoring:     $(DEMO_DIR)-outputs/scores.monitor.json (and the MLflow experiment healthscore-monitoring)"
 	@echo ">> report:         $(DEMO_DIR)-outputs/report.html (open it in a browser)"
-	@echo ">> experiments:    make mlflow-ui, then http://127.0.0.1:$(MLFLOW_PORT)"
+	@echo ">> experiments:    make mlflow-ui (it prints the links to the training and monitoring runs)"
 
 demo-data: install ## Write simulated demo data to DATA (ACCOUNTS, SEED, MINIMAL=1 for required columns only)
 	$(HS) demo-data --out $(DATA) --accounts $(ACCOUNTS) --seed $(SEED) $(if $(MINIMAL),--minimal)
@@ -102,7 +102,8 @@ monitor: install ## Freshness, coverage, drift and realised performance of DATA'
 report: install ## The HTML portfolio report and health cards of SCORES (DATA) into REPORT
 	$(HS) report --data $(DATA) --scores $(SCORES) --out $(REPORT) $(if $(CONFIG),--config $(CONFIG))
 
-mlflow-ui: install ## The MLflow UI on http://127.0.0.1:MLFLOW_PORT over the project's store
+mlflow-ui: install ## The MLflow UI on http://127.0.0.1:MLFLOW_PORT over the project's store (prints the runs links first)
+	@$(HS) runs-url --port $(MLFLOW_PORT) $(if $(CONFIG),--config $(CONFIG))
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 spark: install ## Add Spark to ./.venv (pinned pyspark, built from its sdist, ~1 min) and check Java 17

@@ -582,5 +582,26 @@ def main() -> None:
     app(prog_name="healthscore")
 
 
+@app.command("runs-url")
+@_friendly
+def runs_url(
+    port: Annotated[int, typer.Option("--port", help="The MLflow UI's port.")] = 5000,
+    host: Annotated[str, typer.Option("--host", help="The MLflow UI's host.")] = "127.0.0.1",
+    config: ConfigOpt = None,
+) -> None:
+    """Print the MLflow UI links to the training and monitoring runs (`make mlflow-ui` shows them)."""
+    from pipelines.config import load_config
+    from pipelines.registry import runs_urls, tracking_uri
+
+    cfg = load_config(config)
+    training, monitoring = cfg.model.experiment, f"{cfg.model.experiment}-monitoring"
+    urls = runs_urls(f"http://{host}:{port}", [training, monitoring])
+    for label, name, command in (("Training runs", training, "train"),
+                                 ("Monitoring runs", monitoring, "score")):
+        text = urls[name] or (f"none yet (the store {tracking_uri()} has no experiment "
+                              f"{name!r}: run `make {command}` first)")
+        out.print(f"{label}: {escape(text)}", highlight=False, soft_wrap=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -106,6 +106,7 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     registry.connect(config.model.experiment)
     uri = model_uri or f"models:/{config.model.registered_model}@{registry.CHAMPION}"
     wrapped, version = registry.load(uri)
+    registry.check_fingerprint(wrapped.info, config, metric_catalog.values(), f"model {uri} (version {version})")
     model, horizon = wrapped.model, wrapped.horizon_days
     lap("load")
 

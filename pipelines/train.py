@@ -205,6 +205,7 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
         })
         mlflow.log_text("\n".join(data.not_built) or "every catalog metric was built",
                         "data/metrics_not_built.txt")
+        registry.log_training_input(known, data_dir, config, metric_catalog)
         if summary is not None:
             _log_backtest(summary, forecast_check)
         contributions = final.contributions(latest[features])
