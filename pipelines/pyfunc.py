@@ -41,9 +41,10 @@ class HealthscoreModel(mlflow.pyfunc.PythonModel):
     """The whole fitted pipeline as a pyfunc: metric rows in, calibrated churn odds out.
 
     ``predict`` takes metric-history rows (extra columns are ignored, missing metric
-    columns are an error) and returns ``churn_probability``, ``churn_log_odds`` and the
-    0-100 ``health_score`` on the model's own scale, each from the fitted estimator's own
-    methods. The fitted estimator (``self.model``) also gives exact per-metric
+    columns are an error) and returns what ``healthscore score`` writes:
+    ``churn_probability`` (over the horizon), ``renewal_risk`` (at the next renewal), its
+    ``renewal_log_odds`` and the 0-100 ``health_score`` on the model's own scale, each
+    from the fitted estimator's own methods. The fitted estimator (``self.model``) also gives exact per-metric
     contributions (``contributions``); ``horizon_days`` and ``info`` are the training facts.
 
     Args:
@@ -74,10 +75,18 @@ class HealthscoreModel(mlflow.pyfunc.PythonModel):
         if missing:
             raise ValueError(f"model input lacks metric columns: {', '.join(missing[:5])}")
         X = model_input[self.model.features_].astype("float64")
-        log_odds = self.model.log_odds(X)
-        return pd.DataFrame({"churn_probability": self.model.predict_proba(X)[:, 1],
-                             "churn_log_odds": log_odds,
-                             "health_score": self.model.scale_.score(log_odds)},
+        if not hasattr(self.model, "renewal_risk"):  # a model of churn in a window (before 0.15)
+            log_odds = self.model.log_odds(X)
+            return pd.DataFrame({"churn_probability": self.model.predict_proba(X)[:, 1],
+                                 "churn_log_odds": log_odds,
+                                 "health_score": self.model.scale_.score(log_odds)},
+                                index=model_input.index)
+        # What `healthscore score` writes: the churn probability over the horizon (from the
+        # renewal risk and the calendar), the renewal risk, and the health score.
+        return pd.DataFrame({"churn_probability": self.model.churn_probability(X),
+                             "renewal_risk": self.model.renewal_risk(X),
+                             "renewal_log_odds": self.model.log_odds(X),
+                             "health_score": self.model.health_score(X)},
                             index=model_input.index)
 
 

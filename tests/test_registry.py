@@ -215,9 +215,10 @@ def test_pyfunc_outputs_come_from_the_estimator(logged):
     rows = known.sample(20, random_state=0)
     out = wrapped.predict(None, rows[["as_of_date", "account_id", *FEATURES[::-1]]])
     model = wrapped.model
-    np.testing.assert_array_equal(out["churn_probability"], model.predict_proba(rows[FEATURES])[:, 1])
-    np.testing.assert_array_equal(out["churn_log_odds"], model.log_odds(rows[FEATURES]))
-    np.testing.assert_array_equal(out["health_score"], model.scale_.score(model.log_odds(rows[FEATURES])))
+    np.testing.assert_array_equal(out["churn_probability"], model.churn_probability(rows[FEATURES]))
+    np.testing.assert_array_equal(out["renewal_risk"], model.renewal_risk(rows[FEATURES]))
+    np.testing.assert_array_equal(out["renewal_log_odds"], model.log_odds(rows[FEATURES]))
+    np.testing.assert_array_equal(out["health_score"], model.health_score(rows[FEATURES]))
     assert list(out.index) == list(rows.index)
 
 

@@ -219,13 +219,10 @@ def test_registered_pyfunc_gives_the_models_probabilities(final, observations, t
     loaded = mlflow.pyfunc.load_model("models:/hs-test@champion")
     # Metric rows as the history stores them: keys and float metrics, in any column order.
     out = loaded.predict(rows[["as_of_date", "account_id", *model.features_[::-1]]])
-    np.testing.assert_allclose(out["churn_log_odds"], model.log_odds(rows[model.features_]))
+    np.testing.assert_allclose(out["renewal_log_odds"], model.log_odds(rows[model.features_]))
     assert (tmp_path / "mlartifacts").is_dir()  # artifacts next to the store, not in the cwd
 
 
-@pytest.mark.xfail(strict=True, reason="product bug (reported): the pyfunc's churn_probability is "
-                   "the renewal risk and its health_score the raw renewal log-odds, not the "
-                   "90-day probability and health score that scores.csv carries")
 def test_the_pyfuncs_churn_probability_and_score_are_the_scoring_pipelines(final, observations):
     from models.renewal import health_log_odds
     from pipelines.registry import HealthscoreModel
@@ -236,6 +233,7 @@ def test_the_pyfuncs_churn_probability_and_score_are_the_scoring_pipelines(final
     np.testing.assert_allclose(out["churn_probability"], model.churn_probability(X))
     np.testing.assert_allclose(out["health_score"],
                                model.scale_.score(health_log_odds(model.contributions(X))))
+    np.testing.assert_allclose(out["renewal_risk"], model.renewal_risk(X))
 
 
 def test_the_derived_churn_probability_is_calibrated_for_monthly_and_annual_accounts(
