@@ -26,7 +26,9 @@ from pipelines.cli import app
 CONFIG = Config()
 # Real catalog metrics, so the model's features have catalog entries.
 FEATURES = ["active_days_count_30d", "tickets_count_30d", "key_features_used_count_30d",
-            "key_feature_create_report_adoption_30d", "event_login_count_30d"]
+            "key_feature_create_report_adoption_30d", "event_login_count_30d",
+            # The contract calendar every real model has: its churn probability needs it.
+            "renewal_days_to_next", "term_length_days_current"]
 
 
 def observations(accounts: int = 30, weeks: int = 12, seed: int = 0) -> pd.DataFrame:
@@ -37,6 +39,8 @@ def observations(accounts: int = 30, weeks: int = 12, seed: int = 0) -> pd.DataF
         names=["account_id", "as_of_date"]).to_frame(index=False)
     n = len(keys)
     metrics = pd.DataFrame({name: rng.poisson(5, n).astype("float64") for name in FEATURES})
+    metrics["term_length_days_current"] = rng.choice([30.0, 365.0], n)
+    metrics["renewal_days_to_next"] = np.ceil(rng.random(n) * metrics["term_length_days_current"])
     risk = 1 / (1 + np.exp(0.6 * metrics["active_days_count_30d"] - 2.5))
     known = pd.concat([keys, metrics], axis=1)
     known["as_of_date"] = known["as_of_date"].astype("datetime64[us]")
@@ -171,7 +175,7 @@ def test_the_training_run_records_its_dataset(logged):
     assert str((root / "data").resolve()) in dataset.source
     assert json.loads(dataset.profile) == {
         "rows": 360, "accounts": 30, "churned_rows": int(known["churned"].sum()),
-        "first_as_of_date": "2025-01-06", "last_as_of_date": "2025-03-24", "metrics": 5}
+        "first_as_of_date": "2025-01-06", "last_as_of_date": "2025-03-24", "metrics": len(FEATURES)}
     assert '"name": "churned"' in dataset.schema and '"name": "account_id"' in dataset.schema
     # The digest is the data's: one changed value changes it, the same rows keep it.
     with mlflow.start_run(experiment_id=registry.connect("test")) as run:
