@@ -35,6 +35,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from models.renewal import risk_at
+
 Period = tuple[str, int, int]  # (label, start, end): the days (start, end] after as_of
 
 SCHEDULE_COLUMNS = ("account_id", "renewal_date", "sequence", "arr", "renewal_risk")
@@ -468,10 +470,12 @@ def schedule_with_risk(metric_rows: pd.DataFrame, risk, as_of, until) -> pd.Data
     schedule = upcoming_renewals(rows, as_of, until)
     if schedule.empty:
         return schedule.assign(renewal_risk=pd.Series(dtype=float))
+    # Each renewal's risk asked with that renewal's distance: the same question the
+    # churn probability asks (models.renewal.risk_at).
     position = pd.Series(np.arange(len(rows)), index=rows["account_id"].to_numpy())
-    asked = rows.iloc[position.loc[schedule["account_id"]].to_numpy()].reset_index(drop=True).copy()
-    asked["renewal_days_to_next"] = schedule["days_to_renewal"].to_numpy(dtype=float)
-    return schedule.assign(renewal_risk=np.clip(np.asarray(risk(asked), dtype=float), 0.0, 1.0))
+    ahead = pd.DataFrame({"row": position.loc[schedule["account_id"]].to_numpy(),
+                          "days": schedule["days_to_renewal"].to_numpy(dtype=float)})
+    return schedule.assign(renewal_risk=np.clip(risk_at(risk, rows, ahead), 0.0, 1.0))
 
 
 def forecast_horizon(as_of) -> pd.Timestamp:

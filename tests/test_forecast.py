@@ -322,3 +322,17 @@ def test_a_bad_schedule_is_refused_with_the_rule_it_breaks(change, message):
     forecast(good, AS_OF)
     with pytest.raises(ValueError, match=message):
         forecast(change(good), AS_OF)
+
+
+def test_schedule_with_risk_asks_each_renewal_with_its_own_distance():
+    from models.forecast import schedule_with_risk
+
+    rows = pd.DataFrame({"account_id": ["m", "y"], "renewal_days_to_next": [10.0, 40.0],
+                         "term_length_days_current": [30.0, 365.0],
+                         "arr_total_current": [1200.0, 50000.0]})
+    # A risk that reads the distance it is asked about: 1% per 10 days.
+    schedule = schedule_with_risk(rows, lambda x: x["renewal_days_to_next"].to_numpy() / 1000,
+                                  "2026-09-30", "2026-12-31")
+    assert schedule[["account_id", "sequence", "days_to_renewal"]].values.tolist() == [
+        ["m", 0, 10], ["m", 1, 40], ["m", 2, 70], ["y", 0, 40]]
+    assert schedule["renewal_risk"].tolist() == pytest.approx([0.01, 0.04, 0.07, 0.04])
