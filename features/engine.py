@@ -100,16 +100,90 @@ def _grid(subscriptions: ir.Table, accounts: ir.Table, dates: ir.Table) -> ir.Ta
     ).drop("next_end", "created_at", "arr_then", "seats_then")
 
 
+ROLLUPS = ("account_day", "user_day", "key_user_day", "value_day")
+
+
+def daily_rollups(events: ir.Table, config: MetricsConfig) -> dict[str, ir.Table]:
+    """The daily rollups of raw events: the only grouped passes over events.
+
+    Every window of the metric history reads these, never events. Each row depends only
+    on the events of its own account and day, so a store can keep them between runs and
+    recompute just the (account, day) keys whose events changed.
+
+    Returns:
+        ``account_day``: account_id, day, events (summing ``count``), advanced, one
+        ``e_<i>`` count per configured event type and key feature (see
+        :func:`rollup_event_types`), users (distinct named users);
+        ``user_day``: the distinct account_id, user_id, day of named events;
+        ``key_user_day``: the same with ``event``, for key-feature events only;
+        ``value_day``: account_id, day, event, value (the sum of ``value``).
+    """
+    events = complete_optional_columns({"events": events})["events"]
+    events = events.mutate(day=events.timestamp.date(), n=events["count"].fill_null(1))
+    advanced = list(config.advanced_features)
+    types = rollup_event_types(config)
+    account_day = events.group_by(["account_id", "day"]).aggregate(
+        events=_int_sum(events.n),
+        advanced=_int_sum(events.n, where=events.event.isin(advanced)).fill_null(0)
+        if advanced else ibis.literal(0, "int64"),
+        **{f"e_{i}": _int_sum(events.n, where=events.event == t).fill_null(0)
+           for i, t in enumerate(types)},
+    )
+    named = events.filter(events.user_id.notnull())
+    user_day = named.select("account_id", "user_id", "day").distinct()
+    users_day = user_day.group_by(["account_id", "day"]).aggregate(users=user_day.user_id.count())
+    account_day = account_day.left_join(users_day, ["account_id", "day"]).drop(
+        "account_id_right", "day_right")
+    account_day = account_day.mutate(users=account_day.users.fill_null(0))
+    key = list(config.key_features)
+    keyed = named.filter(named.event.isin(key)) if key else named.filter(ibis.literal(False))
+    key_user_day = keyed.select("account_id", "user_id", "event", "day").distinct()
+    valued = events.filter(events.value.notnull())
+    value_day = valued.group_by(["account_id", "day", "event"]).aggregate(value=valued.value.sum())
+    return {"account_day": account_day, "user_day": user_day, "key_user_day": key_user_day,
+            "value_day": value_day}
+
+
+def rollup_event_types(config: MetricsConfig) -> list[str]:
+    """The event names ``account_day`` counts apart, in column order (``e_0``, ...)."""
+    return list(dict.fromkeys([*config.event_types, *config.key_features]))
+
+
+def peak_inputs(rollups: Mapping[str, ir.Table], subscriptions: ir.Table,
+                dates: list[dt.date]) -> ir.Table:
+    """What the fall from peak needs at each date: the 30-day events and distinct users of
+    every account active then (``account_id``, ``as_of_date``, ``events_count_30d``,
+    ``active_users_count_30d``), equal to the metric history's own columns at that date."""
+    g = _active(subscriptions, _dates(dates))
+    gn = g.mutate(gdn=_day_number(g.as_of_date))
+    ad = rollups["account_day"]
+    ad = ad.filter((ad.day > min(dates) - dt.timedelta(days=30)) & (ad.day <= max(dates)))
+    e = ad.select("account_id", "events", dn=_day_number(ad.day))
+    j = gn.join(e, [gn.account_id == e.account_id, e.dn <= gn.gdn, e.dn > gn.gdn - 30])
+    counts = j.group_by(KEYS).aggregate(events_count_30d=_int_sum(j.events))
+    ud = rollups["user_day"]
+    ud = ud.filter((ud.day > min(dates) - dt.timedelta(days=30)) & (ud.day <= max(dates)))
+    users = _distinct_users_at(ud, g.mutate(at=_day_number(g.as_of_date)), 30)
+    out = g.left_join(counts, KEYS).drop("account_id_right", "as_of_date_right")
+    out = out.left_join(users.select(*KEYS, "users"), KEYS).drop(
+        "account_id_right", "as_of_date_right")
+    return out.select(*KEYS, events_count_30d=out.events_count_30d.fill_null(0),
+                      active_users_count_30d=out.users.fill_null(0))
+
+
 def metric_history(
     tables: Mapping[str, ir.Table], snapshots: list[dt.date], config: MetricsConfig,
     materialize: Callable[[ir.Table], ir.Table] | None = None,
     peak_snapshots: list[dt.date] = (),
+    rollups: Mapping[str, ir.Table] | None = None,
+    peaks: ir.Table | None = None,
 ) -> ir.Table:
     """The metric history expression: one row per account active at each snapshot.
 
     Args:
         tables: Validated contract sources as Ibis tables (``accounts``,
-            ``subscriptions`` and ``events`` are required).
+            ``subscriptions`` and ``events`` are required; ``events`` is read only
+            when ``rollups`` is not given).
         snapshots: Snapshot dates (see :func:`snapshot_dates`).
         config: Metric settings (key and advanced features).
         materialize: Optionally computes an intermediate table in the backend and
@@ -120,65 +194,95 @@ def metric_history(
             peak (the highest 30-day usage at a snapshot of the trailing year). A short
             history passes the year of snapshots before its first one here, so its rows
             equal the full history's; only two narrow 30-day counts are computed at them.
+        rollups: The :func:`daily_rollups` of the events, when the caller keeps them
+            (a metric store); computed from ``tables["events"]`` otherwise.
+        peaks: The :func:`peak_inputs` at the snapshots and at every earlier snapshot
+            of their trailing year, when the caller keeps them; computed otherwise.
 
     Returns:
         An Ibis table with ``account_id``, ``as_of_date`` and every catalog metric, in no
         particular row order (sorting is cheaper in the caller than in the engine).
+
+    Raises:
+        ValueError: The definitions compute a metric the catalog does not know, or miss
+            one it lists.
     """
     keep = materialize or (lambda t: t)
     # What the data has decides which metrics exist; every definition below may then
     # read any contract column (an absent one is empty, so what needs it is dropped).
     present = available_columns(tables)
     tables = complete_optional_columns(tables)
+    if rollups is None:
+        rollups = {name: keep(t) for name, t in daily_rollups(tables["events"], config).items()}
+    if peaks is None:
+        dates = sorted(set(peak_snapshots) | set(snapshots))
+        peaks = keep(peak_inputs(rollups, tables["subscriptions"], dates))
     grid = keep(_grid(tables["subscriptions"], tables["accounts"], _dates(snapshots)))
-    peak_only = sorted(set(peak_snapshots) - set(snapshots))
-    peak_grid = keep(_active(tables["subscriptions"], _dates(peak_only))) if peak_only else None
-
     g = grid.select(*KEYS)
-    events = tables["events"]
-    events = events.mutate(day=events.timestamp.date(), n=events["count"].fill_null(1))
-    # Only days some window can reach: up to the last snapshot, and back 90 days from the
-    # first one (30 from the first peak snapshot). The last active day before that is
-    # kept apart, for the days since last activity.
-    first = min(min(snapshots) - dt.timedelta(days=WIDEST_DAYS),
-                min(peak_only, default=snapshots[0]) - dt.timedelta(days=30))
-    horizon = (events.day > first) & (events.day <= max(snapshots))
-    earlier = events.filter(events.day <= first).group_by("account_id").aggregate(
-        at=events.day.max())
-    events = events.filter(horizon)
-    key, advanced = list(config.key_features), list(config.advanced_features)
-    types = list(dict.fromkeys([*config.event_types, *key]))
-    # Daily aggregates: the grouped passes over raw events. Everything below windows
-    # over these, never over events, and never once per snapshot.
-    account_day = events.group_by(["account_id", "day"]).aggregate(
-        events=_int_sum(events.n),
-        advanced=_int_sum(events.n, where=events.event.isin(advanced)).fill_null(0)
-        if advanced else ibis.literal(0, "int64"),
-        **{f"e_{i}": _int_sum(events.n, where=events.event == t).fill_null(0)
-           for i, t in enumerate(types)},
-    )
-    named = events.filter(events.user_id.notnull())
-    user_day = keep(named.select("account_id", "user_id", "day").distinct())
-    users_day = user_day.group_by(["account_id", "day"]).aggregate(users=user_day.user_id.count())
-    account_day = account_day.left_join(users_day, ["account_id", "day"]).drop(
-        "account_id_right", "day_right")
-    account_day = keep(account_day.mutate(users=account_day.users.fill_null(0)))
-    valued = events.filter(events.value.notnull())
-    value_day = valued.group_by(["account_id", "day", "event"]).aggregate(
-        value=valued.value.sum())
+    parts = [
+        *_usage(g, rollups, snapshots, config, keep),
+        _fall_from_peak(g, peaks, snapshots),
+        *_source_groups(g, tables, config),
+    ]
+    out = grid
+    for part in parts:
+        out = out.left_join(part, KEYS).drop("account_id_right", "as_of_date_right")
+    out = _derived(out, tables, config)
+    return _catalogued(out, config, present, own_metric_columns(tables))
 
-    # Frequency, depth and event trend: one windowed join of account-days to snapshots.
+
+def _catalogued(out: ir.Table, config: MetricsConfig, present, own: tuple[str, ...]) -> ir.Table:
+    """The metric columns the catalog lists for this data, in catalog order.
+
+    Working columns start with ``_``. Any other computed column must be a catalog metric:
+    a definition without its catalog entry is an error, not a silently dropped column.
+    """
+    computed = [c for c in out.columns if c not in KEYS and not c.startswith("_")]
+    known = set(metric_names(config, None, own))
+    unknown = [c for c in computed if c not in known]
+    listed = metric_names(config, present, own)
+    missing = [c for c in listed if c not in computed]
+    if unknown or missing:
+        raise ValueError(
+            "the metric definitions and features/catalog.py disagree: "
+            + "; ".join(part for part in (
+                f"computed but not catalogued: {', '.join(unknown)}" if unknown else "",
+                f"catalogued but not computed: {', '.join(missing)}" if missing else "")
+                if part))
+    return out.select(*KEYS, *listed)
+
+
+def _usage(g: ir.Table, rollups: Mapping[str, ir.Table], snapshots: list[dt.date],
+           config: MetricsConfig, keep) -> list[ir.Table]:
+    """Frequency, breadth, depth and trend blocks from the daily rollups.
+
+    Only days some window can reach are read: up to the last snapshot and back 90 days
+    from the first. The last active day before that is kept apart, for the days since
+    last activity.
+    """
+    first = min(snapshots) - dt.timedelta(days=WIDEST_DAYS)
+    last_day = max(snapshots)
+    account_day = rollups["account_day"]
+    earlier = account_day.filter(account_day.day <= first).group_by("account_id").aggregate(
+        at=account_day.day.max())
+    account_day = account_day.filter((account_day.day > first) & (account_day.day <= last_day))
+    user_day = rollups["user_day"]
+    user_day = user_day.filter((user_day.day > first) & (user_day.day <= last_day))
+    value_day = rollups["value_day"]
+    value_day = value_day.filter((value_day.day > first) & (value_day.day <= last_day))
+    key = list(config.key_features)
+    index = {t: i for i, t in enumerate(rollup_event_types(config))}
+
     # Two windowed joins of account-days to snapshots: the 30-day one carries the many
     # per-event columns, the 90-day one only what needs 60 or 90 days. Windows compare
     # integer day numbers: much cheaper per joined row than date arithmetic.
     ad = account_day.mutate(dn=_day_number(account_day.day))
     gn = g.mutate(gdn=_day_number(g.as_of_date))
     j = gn.join(ad, [gn.account_id == ad.account_id, ad.dn <= gn.gdn, ad.dn > gn.gdn - 30])
-    index = {t_: i for i, t_ in enumerate(types)}
     recent = j.group_by(KEYS).aggregate(
         active_days_count_30d=j.dn.count(),
         events_count_30d=_int_sum(j.events),
-        advanced_30d=_int_sum(j.advanced),
+        _advanced_30d=_int_sum(j.advanced),
         key_features_used_count_30d=sum(
             (_int_sum(j[f"e_{index[f]}"]) > 0).cast("int64") for f in key
         ) if key else ibis.literal(0, "int64"),
@@ -191,7 +295,7 @@ def metric_history(
     x = (SLOPE_DAYS - 1) - age
     longer = j.group_by(KEYS).aggregate(
         active_days_count_90d=j.dn.count(),
-        events_prev_30d=_int_sum(j.events, where=(age >= 30) & (age < 60)),
+        _events_prev_30d=_int_sum(j.events, where=(age >= 30) & (age < 60)),
         # Least-squares slope over the 90 days, days without usage counting as 0: only
         # the active days' sums are needed, the rest are constants of the window.
         _sy=_int_sum(j.events), _sxy=_int_sum(j.events * x),
@@ -225,40 +329,52 @@ def metric_history(
     # Breadth and its trend: distinct users in (D - 30, D] and (D - 60, D - 30].
     points = g.mutate(at=_day_number(g.as_of_date)).union(
         g.mutate(at=_day_number(g.as_of_date) - 30))
-    if peak_grid is not None:
-        points = points.union(peak_grid.mutate(at=_day_number(peak_grid.as_of_date)))
     counted = _distinct_users_at(user_day, points, 30)
     now = counted.at == _day_number(counted.as_of_date)
     users = counted.group_by(KEYS).aggregate(
         active_users_count_30d=counted.users.max(where=now),
-        users_prev_30d=counted.users.max(where=~now),
+        _users_prev_30d=counted.users.max(where=~now),
+    )
+    blocks = [keep(t) for t in (recent, longer, last, values, users)]
+    if key:
+        # Adoption: distinct users of each key feature in the 30 days back.
+        kud = rollups["key_user_day"]
+        kud = kud.filter((kud.day > min(snapshots) - dt.timedelta(days=30)) & (kud.day <= last_day))
+        points = g.mutate(at=_day_number(g.as_of_date))
+        adoption = _distinct_users_at(kud, points, 30, split=("event", key))
+        blocks.append(keep(adoption.select(*KEYS, **{f"_ku_{i}": adoption[f"users_{i}"]
+                                                     for i in range(len(key))})))
+    return blocks
+
+
+def _fall_from_peak(g: ir.Table, peaks: ir.Table, snapshots: list[dt.date]) -> ir.Table:
+    """The highest 30-day events and users at a snapshot of the trailing year (D - 365, D],
+    by day number, over the narrow :func:`peak_inputs` table (a window drags every column
+    it sees along): the peak as of D does not depend on how far back the history goes."""
+    lo = min(snapshots) - dt.timedelta(days=PEAK_DAYS - 1)
+    narrow = peaks.filter((peaks.as_of_date >= lo) & (peaks.as_of_date <= max(snapshots)))
+    narrow = narrow.semi_join(g.select("account_id").distinct(), "account_id")
+    narrow = narrow.mutate(_dn=_day_number(narrow.as_of_date))
+    window = ibis.range_window(group_by=narrow.account_id, order_by=narrow._dn,
+                               preceding=PEAK_DAYS - 1, following=0)
+    return narrow.select(
+        *KEYS,
+        _peak_events=narrow.events_count_30d.max().over(window),
+        _peak_users=narrow.active_users_count_30d.max().over(window),
     )
 
-    recent, longer, last, values, users = (keep(t) for t in (recent, longer, last, values, users))
-    out = grid.left_join(recent, KEYS).drop("account_id_right", "as_of_date_right")
-    out = out.left_join(longer, KEYS).drop("account_id_right", "as_of_date_right")
-    out = out.left_join(values, KEYS).drop("account_id_right", "as_of_date_right")
-    out = out.left_join(last, KEYS).drop("account_id_right", "as_of_date_right")
-    out = out.left_join(users, KEYS).drop("account_id_right", "as_of_date_right")
-    if key:
-        # Adoption is counted at the snapshots only (not the peak-only ones): 30 days back.
-        recent_days = named.day > min(snapshots) - dt.timedelta(days=30)
-        key_user_day = keep(named.filter(named.event.isin(key) & recent_days).select(
-            "account_id", "user_id", "event", "day").distinct())
-        points = g.mutate(at=_day_number(g.as_of_date))
-        adoption = _distinct_users_at(key_user_day, points, 30, split=("event", key))
-        adoption = adoption.select(*KEYS, **{f"ku_{i}": adoption[f"users_{i}"]
-                                             for i in range(len(key))})
-        out = out.left_join(keep(adoption), KEYS).drop("account_id_right", "as_of_date_right")
 
-    out = _join_groups(out, g, tables, config)
+def _derived(out: ir.Table, tables: Mapping[str, ir.Table], config: MetricsConfig) -> ir.Table:
+    """Zero-filled counts, then the ratios, trends and falls built from the blocks.
 
-    # No usage in a window is zero activity (the account is active and events exist),
-    # not missing data; ratios with nothing to divide by stay empty.
+    No usage in a window is zero activity (the account is active and events exist), not
+    missing data; ratios with nothing to divide by stay empty.
+    """
+    key = list(config.key_features)
     zero = {c: out[c].fill_null(0) for c in (
         "active_days_count_30d", "active_days_count_90d", "events_count_30d",
-        "events_prev_30d", "events_value_sum_30d", "advanced_30d",
-        "key_features_used_count_30d", "active_users_count_30d", "users_prev_30d",
+        "_events_prev_30d", "events_value_sum_30d", "_advanced_30d",
+        "key_features_used_count_30d", "active_users_count_30d", "_users_prev_30d",
         "_sy", "_sxy", "_su", "_sxu",
         *(f"event_{_slug(e)}_count_30d" for e in config.event_types),
         *(f"event_{_slug(e)}_value_sum_30d" for e in config.value_events),
@@ -273,52 +389,23 @@ def metric_history(
             ibis.least(out.tenure_days_current + 1, ibis.literal(90, "int64")),
         ),
         active_users_ratio_30d=_ratio(out.active_users_count_30d, seats),
-        advanced_events_share_30d=_ratio(out.advanced_30d, out.events_count_30d),
-        events_count_change_30d=_ratio(out.events_count_30d, out.events_prev_30d) - 1,
+        advanced_events_share_30d=_ratio(out._advanced_30d, out.events_count_30d),
+        events_count_change_30d=_ratio(out.events_count_30d, out._events_prev_30d) - 1,
         events_daily_slope_90d=_slope(out._sy, out._sxy),
         active_users_daily_slope_90d=_slope(out._su, out._sxu),
-        active_users_change_30d=_ratio(out.active_users_count_30d, out.users_prev_30d) - 1,
+        active_users_change_30d=_ratio(out.active_users_count_30d, out._users_prev_30d) - 1,
+        events_count_drop_from_peak=1 - _ratio(out.events_count_30d, out._peak_events),
+        active_users_drop_from_peak=1 - _ratio(out.active_users_count_30d, out._peak_users),
         **{
             f"key_feature_{_slug(f)}_adoption_30d": _ratio(
-                out[f"ku_{i}"].fill_null(0), out.active_users_count_30d
+                out[f"_ku_{i}"].fill_null(0), out.active_users_count_30d
             )
             for i, f in enumerate(key)
         },
     )
     if "tickets" in tables:
         out = out.mutate(tickets_count_per_seat_90d=_ratio(out.tickets_count_90d, seats))
-    # Fall from the account's own trailing peak: the highest 30-day usage at any snapshot of
-    # the last year,
-    # over a narrow table (a window drags every column it sees along).
-    counts = recent.select(*KEYS, "events_count_30d")
-    narrow = g
-    if peak_grid is not None:
-        # The peak-only snapshots: just the 30-day events (users are counted above).
-        pn = peak_grid.mutate(gdn=_day_number(peak_grid.as_of_date))
-        e = account_day.select("account_id", "events", dn=_day_number(account_day.day))
-        jp = pn.join(e, [pn.account_id == e.account_id, e.dn <= pn.gdn, e.dn > pn.gdn - 30])
-        counts = counts.union(keep(jp.group_by(KEYS).aggregate(events_count_30d=_int_sum(jp.events))))
-        narrow = narrow.union(peak_grid)
-    narrow = narrow.left_join(counts, KEYS).drop("account_id_right", "as_of_date_right")
-    narrow = narrow.left_join(users.select(*KEYS, "active_users_count_30d"), KEYS).drop(
-        "account_id_right", "as_of_date_right")
-    narrow = narrow.mutate(_dn=_day_number(narrow.as_of_date))
-    # Trailing year of snapshots (D - 365, D], by day number: the peak as of D does not
-    # depend on how far back the history goes (see PEAK_DAYS).
-    peak = ibis.range_window(group_by=narrow.account_id, order_by=narrow._dn,
-                             preceding=PEAK_DAYS - 1, following=0)
-    peaks = narrow.select(
-        *KEYS,
-        _peak_events=narrow.events_count_30d.fill_null(0).max().over(peak),
-        _peak_users=narrow.active_users_count_30d.fill_null(0).max().over(peak),
-    )
-    out = out.left_join(peaks, KEYS).drop("account_id_right", "as_of_date_right")
-    out = out.mutate(
-        events_count_drop_from_peak=1 - _ratio(out.events_count_30d, out._peak_events),
-        active_users_drop_from_peak=1 - _ratio(out.active_users_count_30d, out._peak_users),
-    )
-    own = own_metric_columns(tables)
-    return out.select(*KEYS, *metric_names(config, present, own))
+    return out
 
 
 def complete_optional_columns(tables: Mapping[str, ir.Table]) -> dict[str, ir.Table]:
@@ -354,32 +441,39 @@ def own_metric_columns(tables: Mapping[str, ir.Table]) -> tuple[str, ...]:
     return tuple(c for c, t in schema.items() if c not in KEYS and t.is_numeric())
 
 
-def _join_groups(out: ir.Table, g: ir.Table, tables: Mapping[str, ir.Table],
-                 config: MetricsConfig) -> ir.Table:
-    """Left-join each optional source's group onto the grid (absent source: no columns)."""
+def _source_groups(g: ir.Table, tables: Mapping[str, ir.Table],
+                   config: MetricsConfig) -> list[ir.Table]:
+    """Each optional source's group of metrics (an absent source: no block, no columns).
+
+    Counts of a present source are 0, not missing, where it has no rows in the window
+    (see :data:`ZERO_WHEN_PRESENT`): each block fills them for every snapshot key.
+    """
     parts = []
     if "tickets" in tables:
-        parts.append(groups.support(g, tables["tickets"]))
+        parts.append(("tickets", groups.support(g, tables["tickets"])))
     if "surveys" in tables:
-        parts.append(groups.sentiment_surveys(g, tables["surveys"]))
+        parts.append(("surveys", groups.sentiment_surveys(g, tables["surveys"])))
     if "csm_notes" in tables:
-        parts.append(groups.sentiment_csm(g, tables["csm_notes"]))
+        parts.append(("csm_notes", groups.sentiment_csm(g, tables["csm_notes"])))
     if "onboarding" in tables and config.onboarding_milestones:
-        parts.append(groups.onboarding(g, tables["onboarding"], tables["accounts"],
-                                       config.onboarding_milestones))
+        parts.append(("onboarding", groups.onboarding(g, tables["onboarding"], tables["accounts"],
+                                                      config.onboarding_milestones)))
     if "invoices" in tables:
-        parts.append(groups.billing(g, tables["invoices"]))
+        parts.append(("invoices", groups.billing(g, tables["invoices"])))
     if "marketing" in tables:
-        parts.append(groups.engagement(g, tables["marketing"]))
+        parts.append(("marketing", groups.engagement(g, tables["marketing"])))
     own = own_metric_columns(tables)
     if own:
-        parts.append(groups.own_metrics(g, tables["account_metrics"], list(own),
-                                        config.account_metrics_staleness_days))
-    for part in parts:
-        out = out.left_join(part, KEYS).drop("account_id_right", "as_of_date_right")
-    zero = {c: out[c].fill_null(0) for source, columns in ZERO_WHEN_PRESENT.items()
-            if source in tables for c in columns}
-    return out.mutate(**zero) if zero else out
+        parts.append(("account_metrics", groups.own_metrics(
+            g, tables["account_metrics"], list(own), config.account_metrics_staleness_days)))
+    out = []
+    for source, part in parts:
+        zero = ZERO_WHEN_PRESENT.get(source, ())
+        if zero:
+            part = g.left_join(part, KEYS).drop("account_id_right", "as_of_date_right")
+            part = part.mutate(**{c: part[c].fill_null(0) for c in zero})
+        out.append(part)
+    return out
 
 
 def _distinct_users_at(
