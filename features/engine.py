@@ -24,7 +24,7 @@ import pandas as pd
 
 from features import groups
 from features.catalog import _slug, available_columns, metric_names
-from features.groups import in_window
+from features.groups import exact_sum, in_window
 from healthscore.config import MetricsConfig
 from healthscore.contract import SOURCES, Kind
 
@@ -81,7 +81,7 @@ def _grid(subscriptions: ir.Table, accounts: ir.Table, dates: ir.Table) -> ir.Ta
     subs = _terms(subscriptions)
     covering = subs.join(dates, [subs.start <= dates.as_of_date, subs.end > dates.as_of_date])
     grid = covering.group_by(KEYS).aggregate(
-        arr_total_current=covering.arr.sum(),
+        arr_total_current=exact_sum(covering.arr),
         seats_total_current=covering.seats.sum(),
         next_end=covering.end.min(),
         term_length_days_current=covering.end.delta(covering.start, unit="day").max(),
@@ -89,7 +89,7 @@ def _grid(subscriptions: ir.Table, accounts: ir.Table, dates: ir.Table) -> ir.Ta
     # The same a year earlier, for past contraction or expansion.
     year_ago = dates.mutate(then=dates.as_of_date - ibis.interval(days=365))
     before = subs.join(year_ago, [subs.start <= year_ago.then, subs.end > year_ago.then])
-    before = before.group_by(KEYS).aggregate(arr_then=before.arr.sum(), seats_then=before.seats.sum())
+    before = before.group_by(KEYS).aggregate(arr_then=exact_sum(before.arr), seats_then=before.seats.sum())
     grid = grid.join(accounts.select("account_id", "created_at"), "account_id")
     grid = grid.left_join(before, KEYS).drop("account_id_right", "as_of_date_right")
     return grid.mutate(
@@ -139,7 +139,7 @@ def daily_rollups(events: ir.Table, config: MetricsConfig) -> dict[str, ir.Table
     keyed = named.filter(named.event.isin(key)) if key else named.filter(ibis.literal(False))
     key_user_day = keyed.select("account_id", "user_id", "event", "day").distinct()
     valued = events.filter(events.value.notnull())
-    value_day = valued.group_by(["account_id", "day", "event"]).aggregate(value=valued.value.sum())
+    value_day = valued.group_by(["account_id", "day", "event"]).aggregate(value=exact_sum(valued.value))
     return {"account_day": account_day, "user_day": user_day, "key_user_day": key_user_day,
             "value_day": value_day}
 
@@ -221,7 +221,7 @@ def metric_history(
     g = grid.select(*KEYS)
     parts = [
         *_usage(g, rollups, snapshots, config, keep),
-        _fall_from_peak(g, peaks, snapshots),
+        _fall_from_peak(g, peaks, snapshots, config.snapshot_every_days),
         *_source_groups(g, tables, config),
     ]
     out = grid
@@ -322,8 +322,8 @@ def _usage(g: ir.Table, rollups: Mapping[str, ir.Table], snapshots: list[dt.date
     v = g.join(value_day, [g.account_id == value_day.account_id,
                            in_window(value_day.day, g.as_of_date, 30)])
     values = v.group_by(KEYS).aggregate(
-        events_value_sum_30d=v.value.sum(),
-        **{f"event_{_slug(e)}_value_sum_30d": v.value.sum(where=v.event == e)
+        events_value_sum_30d=exact_sum(v.value),
+        **{f"event_{_slug(e)}_value_sum_30d": exact_sum(v.value, where=v.event == e)
            for e in config.value_events},
     )
     # Breadth and its trend: distinct users in (D - 30, D] and (D - 60, D - 30].
@@ -347,12 +347,19 @@ def _usage(g: ir.Table, rollups: Mapping[str, ir.Table], snapshots: list[dt.date
     return blocks
 
 
-def _fall_from_peak(g: ir.Table, peaks: ir.Table, snapshots: list[dt.date]) -> ir.Table:
+def _fall_from_peak(g: ir.Table, peaks: ir.Table, snapshots: list[dt.date],
+                    every_days: int) -> ir.Table:
     """The highest 30-day events and users at a snapshot of the trailing year (D - 365, D],
     by day number, over the narrow :func:`peak_inputs` table (a window drags every column
-    it sees along): the peak as of D does not depend on how far back the history goes."""
+    it sees along): the peak as of D does not depend on how far back the history goes.
+
+    Only dates on the snapshots' own cadence count (a store may also hold dates of
+    another cadence or anchor).
+    """
     lo = min(snapshots) - dt.timedelta(days=PEAK_DAYS - 1)
-    narrow = peaks.filter((peaks.as_of_date >= lo) & (peaks.as_of_date <= max(snapshots)))
+    anchor = _day_number(ibis.literal(max(snapshots)))
+    narrow = peaks.filter((peaks.as_of_date >= lo) & (peaks.as_of_date <= max(snapshots))
+                          & ((_day_number(peaks.as_of_date) - anchor) % every_days == 0))
     narrow = narrow.semi_join(g.select("account_id").distinct(), "account_id")
     narrow = narrow.mutate(_dn=_day_number(narrow.as_of_date))
     window = ibis.range_window(group_by=narrow.account_id, order_by=narrow._dn,

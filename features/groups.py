@@ -17,6 +17,23 @@ from features.catalog import PRIORITIES, _slug
 KEYS = ["account_id", "as_of_date"]
 
 
+def exact_sum(value: ir.NumericValue, where: ir.BooleanValue | None = None) -> ir.FloatingValue:
+    """The sum of floats, the same in any row order: summed exactly as decimals with nine
+    places, then a float again.
+
+    A plain float sum depends on the order rows arrive in (which a parallel engine, or a
+    store that recomputes a few accounts, does not fix); a metric must not.
+    """
+    return value.cast("decimal(38, 9)").sum(where=where).cast("float64")
+
+
+def exact_mean(value: ir.NumericValue, where: ir.BooleanValue | None = None) -> ir.FloatingValue:
+    """The mean of floats, the same in any row order (see :func:`exact_sum`); empty
+    without values."""
+    n = value.count(where=where)
+    return ibis.ifelse(n > 0, exact_sum(value, where) / n.cast("float64"), ibis.null("float64"))
+
+
 def in_window(day: ir.Value, as_of: ir.Value, days: int) -> ir.BooleanValue:
     """``day`` lies in the ``days``-day window ending with ``as_of``: (D - days, D]."""
     return (day <= as_of) & (day > as_of - ibis.interval(days=days))
@@ -57,9 +74,9 @@ def support(g: ir.Table, tickets: ir.Table) -> ir.Table:
         tickets_count_90d=j.day.count(),
         tickets_high_count_30d=j.day.count(where=last30 & j.priority.isin(["high", "urgent"])),
         **{f"tickets_{p}_count_90d": j.day.count(where=j.priority == p) for p in PRIORITIES},
-        tickets_resolution_hours_mean_90d=j.hours.mean(where=resolved),
+        tickets_resolution_hours_mean_90d=exact_mean(j.hours, where=resolved),
         # A ticket's CSAT is given when it is resolved: only resolved-by-D answers count.
-        tickets_csat_mean_90d=j.csat.mean(where=resolved),
+        tickets_csat_mean_90d=exact_mean(j.csat, where=resolved),
     )
     # Open at D: created by D, not resolved by D (however long ago it was opened).
     o = g.join(t, [g.account_id == t.account_id, t.day <= g.as_of_date])
@@ -82,12 +99,12 @@ def sentiment_surveys(g: ir.Table, surveys: ir.Table) -> ir.Table:
     recent = in_window(j.day, j.as_of_date, 180)
     return j.group_by(KEYS).aggregate(
         # Ties: a campaign stamps many responses with one time; the latest is their mean.
-        nps_score_latest=j.score.mean(where=nps & (j.responded_at == j._latest)),
-        nps_score_mean_180d=j.score.mean(where=nps & recent),
-        nps_score_change_180d=j.score.mean(where=nps & recent) - j.score.mean(where=nps & ~recent),
-        nps_promoter_share_365d=(j.score >= 9).cast("float64").mean(where=nps),
-        nps_detractor_share_365d=(j.score <= 6).cast("float64").mean(where=nps),
-        csat_score_mean_90d=j.score.mean(where=(j.kind == "csat") & in_window(j.day, j.as_of_date, 90)),
+        nps_score_latest=exact_mean(j.score, where=nps & (j.responded_at == j._latest)),
+        nps_score_mean_180d=exact_mean(j.score, where=nps & recent),
+        nps_score_change_180d=exact_mean(j.score, where=nps & recent) - exact_mean(j.score, where=nps & ~recent),
+        nps_promoter_share_365d=exact_mean((j.score >= 9).cast("float64"), where=nps),
+        nps_detractor_share_365d=exact_mean((j.score <= 6).cast("float64"), where=nps),
+        csat_score_mean_90d=exact_mean(j.score, where=(j.kind == "csat") & in_window(j.day, j.as_of_date, 90)),
     )
 
 
@@ -98,8 +115,8 @@ def sentiment_csm(g: ir.Table, notes: ir.Table) -> ir.Table:
     recent = in_window(j.day, j.as_of_date, 90)
     previous = ~recent & in_window(j.day, j.as_of_date, 180)
     return j.group_by(KEYS).aggregate(
-        csm_sentiment_latest=j.sentiment.mean(where=j.recorded_at == j._latest),
-        csm_sentiment_change_90d=j.sentiment.mean(where=recent) - j.sentiment.mean(where=previous),
+        csm_sentiment_latest=exact_mean(j.sentiment, where=j.recorded_at == j._latest),
+        csm_sentiment_change_90d=exact_mean(j.sentiment, where=recent) - exact_mean(j.sentiment, where=previous),
     )
 
 
@@ -142,7 +159,7 @@ def billing(g: ir.Table, invoices: ir.Table) -> ir.Table:
     return j.group_by(KEYS).aggregate(
         invoices_late_count_365d=((overdue_now | paid_late) & due_last_year).cast("int64").sum(),
         invoices_overdue_days_max_current=j.as_of_date.delta(j.due, unit="day").max(where=overdue_now),
-        invoices_unpaid_amount_current=j.amount.sum(where=overdue_now),
+        invoices_unpaid_amount_current=exact_sum(j.amount, where=overdue_now),
     )
 
 

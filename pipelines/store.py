@@ -1,0 +1,471 @@
+"""The metric store: one DuckDB file that every stage reads, kept up to date incrementally.
+
+    data folder --validate--> src_<source>        the validated sources
+                --diff------> _stale              accounts whose data changed, from which day
+    src_events  --rollup----> account_day, user_day, key_user_day, value_day
+    rollups + sources --engine--> peak_inputs, metric_history   (per snapshot date)
+    score runs ------------> score_history, alerts              (pipelines.score)
+
+A run opens the store (:func:`opened`), brings it up to date with the data folder
+(:meth:`Store.sync`), and asks for the metric history at the dates it needs
+(:meth:`Store.history`). Nothing already there and current is computed again:
+
+* **Sources.** A file whose size, modification time and content hash are unchanged is
+  not read. When a file changed, the folder is validated again and each source is
+  compared with the stored one by a digest per account and day (the row count and a
+  sum of row hashes), so appended weeks, late rows, edits and deletions all show up as
+  the exact (account, day) keys they touch.
+* **Daily rollups** are recomputed for the changed (account, day) keys of events only.
+* **Snapshots.** A change of account A on day d makes A's rows at every stored snapshot
+  on or after d stale (the days since last activity and the onboarding metrics reach
+  back without limit, so "on or after" is the exact reach). Those rows are recomputed
+  for A alone; new snapshot dates are computed for everyone.
+* **Definitions.** The metric config and the code of ``features/`` are fingerprinted;
+  a change drops the rollups and the history, which are then rebuilt.
+
+The metric values at (account, D) depend only on data stamped up to D and on D itself
+(the engine's point-in-time property), which is what makes keeping them sound.
+
+Runs take turns: the store is locked (``<store>.lock``, an advisory lock the operating
+system frees when a process dies) while a run uses it. Each run's changes are one
+DuckDB transaction: a run that fails or is killed leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+import features
+from features.catalog import available_columns
+from features.engine import ROLLUPS, daily_rollups, metric_history, peak_inputs
+from healthscore import __version__
+from healthscore.config import Config
+from healthscore.contract import SOURCES
+from healthscore.errors import HealthscoreError
+from pipelines.io import find_sources
+
+KEYS = ["account_id", "as_of_date"]
+DEFAULT_PATH = Path("outputs") / "store.duckdb"
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Changes:
+    """What a :meth:`Store.sync` found: sources re-read, and the rows that changed."""
+
+    read: list[str] = field(default_factory=list)  # sources whose files were read
+    changed_keys: dict[str, int] = field(default_factory=dict)  # source -> (account, day) keys
+    stale_accounts: int = 0
+    rebuilt: bool = False  # the definitions changed: rollups and history were dropped
+
+
+def store_path(path: Path | str | None) -> Path:
+    """The store file: ``path``, else ``$HEALTHSCORE_STORE``, else ``outputs/store.duckdb``."""
+    return Path(path or os.environ.get("HEALTHSCORE_STORE") or DEFAULT_PATH)
+
+
+@contextlib.contextmanager
+def opened(path: Path, config: Config, progress: Progress | None = None) -> Iterator[Store]:
+    """Open (or create) the store at ``path`` for one run: locked, one transaction.
+
+    Commits when the block ends normally; on any error (or a kill) nothing the block
+    did reaches the file.
+    """
+    from pipelines.features import _size
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(f".{path.name}.lock")
+    with open(lock, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                progress(f"waiting for another run to finish with the store {path}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            try:
+                con = duckdb.connect(str(path))
+            except duckdb.Error as exc:
+                raise HealthscoreError(f"{path}: cannot open the metric store "
+                                       f"({str(exc).splitlines()[0][:200]})") from None
+            try:
+                con.execute(f"SET memory_limit = '{_size(config.engine.memory_limit)}'")
+                spill = path.with_name(f".{path.name}.spill")
+                con.execute(f"SET temp_directory = '{_sql_text(str(spill.resolve()))}'")
+                con.execute("BEGIN TRANSACTION")
+                store = Store(con, config, path)
+                try:
+                    yield store
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+            except duckdb.OutOfMemoryException as exc:
+                raise HealthscoreError(
+                    f"the metric store ran out of its {_size(config.engine.memory_limit)} memory "
+                    f"limit ({str(exc).splitlines()[0][:160]}). Raise engine.memory_limit "
+                    "(or --memory-limit)") from None
+            finally:
+                con.close()
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class Store:
+    """One open store (see :func:`opened`): its DuckDB connection and an Ibis view of it."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, config: Config, path: Path) -> None:
+        self.con = con
+        self.config = config
+        self.path = path
+        self.ibis = ibis.duckdb.from_connection(con)
+        self.con.execute("CREATE TABLE IF NOT EXISTS _meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        self.con.execute("CREATE TABLE IF NOT EXISTS _files (source VARCHAR PRIMARY KEY, "
+                         "path VARCHAR, size BIGINT, mtime_ns BIGINT, digest VARCHAR)")
+        self.con.execute("CREATE TABLE IF NOT EXISTS _stale (account_id VARCHAR, from_day DATE)")
+        self.con.execute("CREATE TABLE IF NOT EXISTS _snapshots (as_of_date DATE PRIMARY KEY, "
+                         "full_row BOOLEAN)")
+        self._temp = 0
+
+    # -- sources -------------------------------------------------------------------------
+
+    @property
+    def sources(self) -> list[str]:
+        """The contract sources the store holds, in contract order."""
+        names = self._tables()
+        return [s for s in SOURCES if f"src_{s}" in names]
+
+    def table(self, source: str) -> ir.Table:
+        """A validated source as an Ibis table."""
+        return self.ibis.table(f"src_{source}")
+
+    def tables(self) -> dict[str, ir.Table]:
+        return {s: self.table(s) for s in self.sources}
+
+    def frame(self, source: str) -> pd.DataFrame:
+        """A validated source as a pandas frame: for the small sources (accounts,
+        subscriptions), never for events."""
+        return self.con.sql(f"SELECT * FROM src_{source}").df()
+
+    def columns(self) -> dict[str, frozenset[str]]:
+        """Source -> its columns (what :func:`features.catalog.catalog` checks)."""
+        return available_columns(self.tables())
+
+    def own_columns(self) -> tuple[str, ...]:
+        """The numeric columns of ``account_metrics`` (bring-your-own metrics)."""
+        if "account_metrics" not in self.sources:
+            return ()
+        schema = self.table("account_metrics").schema()
+        return tuple(c for c, t in schema.items() if c not in KEYS and t.is_numeric())
+
+    def end_date(self) -> dt.date:
+        """The last day with a recorded activity: the natural "as of" of the data."""
+        ends = [self.con.execute(f"SELECT max({SOURCES[s].date_column}) FROM src_{s}").fetchall()[0][0]
+                for s in self.sources if s not in ("accounts", "subscriptions")]
+        ends = [pd.Timestamp(e).date() for e in ends if e is not None]
+        if not ends:
+            raise HealthscoreError("the data has no dated activity to take an as-of date from")
+        return max(ends)
+
+    def record_days(self, source: str, as_of: dt.date) -> list[dt.date]:
+        """The distinct days with a record of ``source`` up to ``as_of`` (for freshness)."""
+        column = SOURCES[source].date_column
+        rows = self.con.execute(
+            f"SELECT DISTINCT CAST({column} AS DATE) FROM src_{source} "
+            f"WHERE CAST({column} AS DATE) <= ? ORDER BY 1", [as_of]).fetchall()
+        return [r[0] for r in rows]
+
+    def sync(self, data, progress: Progress | None = None) -> Changes:
+        """Bring the validated sources up to the data folder (or database), and mark what
+        changed as stale.
+
+        Raises:
+            DataContractError: The data breaks the contract (nothing is changed).
+        """
+        say = progress or (lambda m: None)
+        changes = Changes()
+        files = _fingerprints(data, self._files())
+        stored = self._files()
+        if files is not None and _contents(files) == _contents(stored) \
+                and set(self.sources) == set(files):
+            self._record_files(files)  # a touched file keeps its content: nothing to read
+            self._check_definitions(changes)
+            return changes
+        say("validating the data")
+        validated = self._validate(data)
+        changes.read = sorted(validated)
+        for name in list(self.sources):
+            if name not in validated:  # a source that disappeared
+                self.con.execute(f"DROP TABLE src_{name}")
+                self.con.execute(f"DROP TABLE IF EXISTS _digest_{name}")
+        for name, new in validated.items():
+            changed = self._replace_source(name, new)
+            if changed:
+                changes.changed_keys[name] = changed
+        self._record_files(files or {})
+        self._check_definitions(changes)
+        if not changes.rebuilt and "events" in changes.changed_keys:
+            say("updating the daily rollups")
+            self._update_rollups()
+        self.con.execute("DROP TABLE IF EXISTS _changes_events")
+        changes.stale_accounts = self.con.execute(
+            "SELECT count(DISTINCT account_id) FROM _stale").fetchall()[0][0]
+        return changes
+
+    def _record_files(self, files: dict[str, tuple]) -> None:
+        self.con.execute("DELETE FROM _files")
+        for name, (path, size, mtime, digest) in files.items():
+            self.con.execute("INSERT INTO _files VALUES (?, ?, ?, ?, ?)",
+                             [name, path, size, mtime, digest])
+
+    def _validate(self, data) -> dict[str, str]:
+        """Validate every source of ``data`` into ``new_<source>`` tables."""
+        from pipelines.validate import load_data_folder
+
+        frames = load_data_folder(data)
+        out = {}
+        for name, frame in frames.items():
+            self.con.register("_frame", frame)
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE new_{name} AS SELECT * FROM _frame")
+            self.con.unregister("_frame")
+            out[name] = f"new_{name}"
+        return out
+
+    def _replace_source(self, name: str, new: str) -> int:
+        """Swap in a source's new validated table; mark the (account, day) keys whose rows
+        differ as stale. Returns the number of changed keys."""
+        digest = _digest_sql(name, new, self.con.sql(f"SELECT * FROM {new} LIMIT 0").columns)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE _new_digest AS {digest}")
+        if f"_digest_{name}" in self._tables():
+            self.con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE _changes AS
+                SELECT account_id, day FROM _digest_{name} AS o
+                FULL JOIN _new_digest AS n USING (account_id, day)
+                WHERE o.n IS DISTINCT FROM n.n OR o.h IS DISTINCT FROM n.h""")
+        else:
+            self.con.execute("CREATE OR REPLACE TEMP TABLE _changes AS "
+                             "SELECT account_id, day FROM _new_digest")
+        changed = self.con.execute("SELECT count(*) FROM _changes").fetchall()[0][0]
+        self.con.execute(f"CREATE OR REPLACE TABLE _digest_{name} AS SELECT * FROM _new_digest")
+        if changed or f"src_{name}" not in self._tables():
+            self.con.execute(f"CREATE OR REPLACE TABLE src_{name} AS SELECT * FROM {new}")
+        self.con.execute(f"DROP TABLE {new}")
+        if changed:
+            self.con.execute("INSERT INTO _stale SELECT account_id, min(day) FROM _changes GROUP BY 1")
+            if name == "events":
+                self.con.execute("CREATE OR REPLACE TEMP TABLE _changes_events AS "
+                                 "SELECT * FROM _changes")
+        return changed
+
+    # -- definitions ---------------------------------------------------------------------
+
+    def _check_definitions(self, changes: Changes) -> None:
+        """Drop the rollups and the history when the definitions that made them changed
+        (metric config, ``features/`` code, the sources' columns)."""
+        now = self._definitions()
+        row = self.con.execute("SELECT value FROM _meta WHERE key = 'definitions'").fetchall()
+        if row and row[0][0] == now and all(r in self._tables() for r in ROLLUPS):
+            return
+        for name in (*ROLLUPS, "peak_inputs", "metric_history"):
+            self.con.execute(f"DROP TABLE IF EXISTS {name}")
+        self.con.execute("DELETE FROM _snapshots")
+        self.con.execute("DELETE FROM _stale")
+        self.con.execute("INSERT OR REPLACE INTO _meta VALUES ('definitions', ?)", [now])
+        changes.rebuilt = True
+        if "events" in self.sources:
+            self._build_rollups()
+
+    def _definitions(self) -> str:
+        """A fingerprint of everything metric values depend on besides the data."""
+        m = self.config.metrics.model_dump(mode="json")
+        for setting in ("snapshot_every_days", "history_days"):  # which dates, not values
+            m.pop(setting, None)
+        code = hashlib.sha256()
+        for file in sorted(resources.files(features).iterdir(), key=lambda f: f.name):
+            if file.name.endswith(".py"):
+                code.update(file.name.encode() + file.read_bytes())
+        columns = {s: sorted(c) for s, c in self.columns().items()}
+        text = json.dumps({"metrics": m, "code": code.hexdigest(), "version": __version__,
+                           "columns": columns}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    # -- rollups -------------------------------------------------------------------------
+
+    def rollups(self) -> dict[str, ir.Table]:
+        return {name: self.ibis.table(name) for name in ROLLUPS}
+
+    def _build_rollups(self) -> None:
+        exprs = daily_rollups(self.table("events"), self.config.metrics)
+        for name in ROLLUPS:
+            self.con.execute(f"DROP TABLE IF EXISTS {name}")
+            self.ibis.create_table(name, exprs[name])
+
+    def _update_rollups(self) -> None:
+        """Recompute the rollup rows of the changed (account, day) keys of events."""
+        events = self.table("events")
+        keys = self.ibis.table("_changes_events")
+        events = events.mutate(_day=events.timestamp.date())
+        events = events.semi_join(keys, [events.account_id == keys.account_id,
+                                         events._day == keys.day]).drop("_day")
+        exprs = daily_rollups(events, self.config.metrics)
+        for name in ROLLUPS:
+            self.con.execute(f"DELETE FROM {name} USING _changes_events AS k "
+                             f"WHERE {name}.account_id = k.account_id AND {name}.day = k.day")
+            self._insert(name, exprs[name])
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def history(self, snapshots: Sequence[dt.date], peak_dates: Sequence[dt.date] = (),
+                progress: Progress | None = None) -> pd.DataFrame:
+        """The metric history at ``snapshots``, computing only what the store lacks.
+
+        ``peak_dates``: the earlier dates of the snapshots' trailing year (the fall from
+        peak reads the 30-day usage there); their narrow inputs are kept too.
+        """
+        self.ensure(snapshots, peak_dates, progress)
+        return self.read_history(snapshots)
+
+    def ensure(self, snapshots: Sequence[dt.date], peak_dates: Sequence[dt.date] = (),
+               progress: Progress | None = None) -> None:
+        """Make the store hold the metric history at ``snapshots`` (see :meth:`history`)."""
+        say = progress or (lambda m: None)
+        self._refresh_stale(say)
+        stored = dict(self.con.execute("SELECT as_of_date, full_row FROM _snapshots").fetchall())
+        wanted = sorted(set(snapshots) | set(peak_dates))
+        new = [d for d in wanted if d not in stored]
+        if new:
+            say(f"computing usage peaks at {len(new)} new date(s)")
+            self._insert("peak_inputs", peak_inputs(self.rollups(), self.table("subscriptions"), new))
+            self.con.executemany("INSERT INTO _snapshots VALUES (?, false)", [[d] for d in new])
+        full = sorted(d for d in set(snapshots) if not stored.get(d))
+        if full:
+            say(f"computing the metrics at {len(full)} new snapshot(s)")
+            self._insert("metric_history", self._metrics(self.tables(), self.rollups(), full))
+            self.con.executemany("UPDATE _snapshots SET full_row = true WHERE as_of_date = ?",
+                                 [[d] for d in full])
+
+    def _refresh_stale(self, say: Progress) -> None:
+        """Recompute the stale accounts' rows at every stored date on or after their
+        earliest change, then clear the stale marks."""
+        stale = self.con.execute("SELECT count(*), min(from_day) FROM _stale").fetchall()[0]
+        if not stale[0]:
+            return
+        since = stale[1]
+        dates = dict(self.con.execute("SELECT as_of_date, full_row FROM _snapshots "
+                                      "WHERE as_of_date >= ?", [since]).fetchall())
+        if dates:
+            self.con.execute("CREATE OR REPLACE TEMP TABLE _stale_accounts AS "
+                             "SELECT DISTINCT account_id FROM _stale")
+            n = self.con.execute("SELECT count(*) FROM _stale_accounts").fetchall()[0][0]
+            say(f"recomputing {n:,} changed account(s) at {len(dates)} stored date(s)")
+            accounts = self.ibis.table("_stale_accounts")
+            tables = {s: t.semi_join(accounts, "account_id") for s, t in self.tables().items()}
+            rollups = {r: t.semi_join(accounts, "account_id") for r, t in self.rollups().items()}
+            self.con.execute("DELETE FROM peak_inputs WHERE as_of_date >= ? AND account_id IN "
+                             "(SELECT account_id FROM _stale_accounts)", [since])
+            self._insert("peak_inputs",
+                         peak_inputs(rollups, tables["subscriptions"], sorted(dates)))
+            full = sorted(d for d, f in dates.items() if f)
+            if full:
+                self.con.execute("DELETE FROM metric_history WHERE as_of_date >= ? AND account_id "
+                                 "IN (SELECT account_id FROM _stale_accounts)", [since])
+                self._insert("metric_history", self._metrics(tables, rollups, full))
+        self.con.execute("DELETE FROM _stale")
+
+    def _metrics(self, tables, rollups, snapshots: list[dt.date]) -> ir.Table:
+        expr = metric_history(tables, snapshots, self.config.metrics, materialize=self._stage,
+                              rollups=rollups, peaks=self.ibis.table("peak_inputs"))
+        # Every metric a float64 column, empty where missing: one type for counts and
+        # ratios alike, so a model's input schema never depends on gaps in the data.
+        return expr.mutate(**{c: expr[c].cast("float64") for c in expr.columns if c not in KEYS})
+
+    def read_history(self, snapshots: Sequence[dt.date] | None = None) -> pd.DataFrame:
+        """Stored metric rows (at ``snapshots``, or all), by account and date."""
+        where = ""
+        params = []
+        if snapshots is not None:
+            where, params = "WHERE as_of_date IN (SELECT unnest(?::DATE[]))", [list(snapshots)]
+        history = self.con.sql(
+            f"SELECT * FROM metric_history {where} ORDER BY account_id, as_of_date", params=params
+        ).to_arrow_table().to_pandas()
+        history["as_of_date"] = pd.to_datetime(history["as_of_date"]).astype("datetime64[us]")
+        return history
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _insert(self, name: str, expr: ir.Table) -> None:
+        """Append the rows of ``expr`` to table ``name`` (by column name), creating it."""
+        if name in self._tables():
+            # Through Ibis, which registers the expression's in-memory tables (dates).
+            # (ibis 12's overwrite=True fails on DuckDB 2.0: drop first.)
+            self.con.execute("DROP TABLE IF EXISTS _insert")
+            self.ibis.create_table("_insert", expr, temp=True)
+            self.con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _insert")
+            self.con.execute("DROP TABLE _insert")
+        else:
+            self.ibis.create_table(name, expr)
+
+    def _stage(self, expr: ir.Table) -> ir.Table:
+        """The engine's intermediate tables: temporary tables of this connection."""
+        self._temp += 1
+        return self.ibis.create_table(f"_stage_{self._temp}", expr, temp=True)
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
+
+    def _files(self) -> dict[str, tuple]:
+        return {r[0]: tuple(r[1:]) for r in self.con.execute("SELECT * FROM _files").fetchall()}
+
+
+def _digest_sql(name: str, table: str, columns: list[str]) -> str:
+    """Per account and day of a source's date column: its row count and a sum of row
+    hashes (order-free: the same rows in any order give the same digest)."""
+    day = SOURCES[name].date_column
+    row = ", ".join(f'"{c}"' for c in columns)
+    return (f"SELECT account_id, CAST({day} AS DATE) AS day, count(*) AS n, "
+            f"sum(hash({row})::HUGEINT) AS h FROM {table} GROUP BY ALL")
+
+
+def _fingerprints(data, stored: dict[str, tuple]) -> dict[str, tuple] | None:
+    """Each source file's (path, size, modification time, content hash); None for a
+    database source (always read and compared). A file whose path, size and time are
+    as stored keeps its stored hash, unread."""
+    text = str(data)
+    if "://" in text or Path(text).suffix.lower() in (".duckdb", ".ddb"):
+        return None
+    out = {}
+    for name, path in find_sources(Path(data)).items():
+        stat = path.stat()
+        known = stored.get(name)
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if known and tuple(known[:3]) == key:
+            out[name] = (*key, known[3])
+            continue
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "blake2b").hexdigest()
+        out[name] = (*key, digest)
+    return out
+
+
+def _contents(files: dict[str, tuple]) -> dict[str, tuple]:
+    """Source -> (path, content hash): what decides whether a file must be read."""
+    return {name: (f[0], f[3]) for name, f in files.items()}
+
+
+def _sql_text(text: str) -> str:
+    return text.replace("'", "''")
