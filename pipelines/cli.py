@@ -131,6 +131,16 @@ DataOpt = Annotated[
                       "database URL such as postgres://user@host/db (see docs/data-contract.md)."),
 ]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Config file (YAML).")]
+StoreOpt = Annotated[Path | None, typer.Option(
+    "--store", envvar="HEALTHSCORE_STORE",
+    help="The metric store (a DuckDB file every command reads and keeps up to date) "
+         "[default: outputs/store.duckdb].")]
+
+
+def _store(value: Path | None) -> Path:
+    from pipelines.store import store_path
+
+    return store_path(value)
 EngineOpt = Annotated[str | None, typer.Option(
     "--engine", help="Where the metrics are computed: duckdb or spark [default: engine.name of the config].")]
 MasterOpt = Annotated[str | None, typer.Option(
@@ -287,6 +297,7 @@ def features(
     memory_limit: Annotated[str | None, typer.Option("--memory-limit", help="Cap DuckDB's memory (e.g. 2GB; default auto: half the physical memory); it spills to disk beyond it.")] = None,
     engine: EngineOpt = None,
     spark_master: MasterOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Build the point-in-time metric history (one row per account per snapshot)."""
     from pipelines.config import load_config
@@ -296,7 +307,8 @@ def features(
     with _steps("features") as step:
         step("validating and building the metric history")
         history = build_features(data, out_file, parse_as_of(as_of), cfg, memory_limit,
-                                 progress=lambda line: out.print(line.capitalize(), highlight=False))
+                                 progress=lambda line: out.print(line.capitalize(), highlight=False),
+                                 store=_store(store))
     dates = history["as_of_date"]
     out.print(
         f"Metric history: {len(history):,} rows ({history['account_id'].nunique():,} accounts x "
@@ -332,6 +344,7 @@ def train(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Learn from outcomes known by D [default: last day in the data].")] = None,
     horizon: Annotated[int | None, typer.Option("--horizon", help="Churn horizon in days [default: config, 90].")] = None,
     config: ConfigOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Learn metric weights from renewal outcomes: backtest, fit, log to MLflow, register, gate."""
     from pipelines.config import load_config
@@ -342,7 +355,7 @@ def train(
     if horizon is not None:
         cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"horizon_days": horizon})})
     with _steps("training") as step:
-        result = run_train(data, parse_as_of(as_of), cfg, step)
+        result = run_train(data, parse_as_of(as_of), cfg, step, _store(store))
     for line in result.extra.get("not_built", []):
         out.print(f"Not built: {line}", highlight=False)
     for note in result.extra.get("notes", []):
@@ -409,6 +422,7 @@ def tune(
     trials: Annotated[int, typer.Option("--trials", min=1, help="Trials to run.")] = 30,
     timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Stop after this many seconds.")] = None,
     config: ConfigOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Search LightGBM parameters with Optuna on the folds before the reported backtest."""
     from pipelines.config import load_config
@@ -417,7 +431,8 @@ def tune(
 
     cfg = load_config(config)
     with _steps("tuning") as step:
-        result = run_tune(data, parse_as_of(as_of), cfg, out_file, trials, timeout, step)
+        result = run_tune(data, parse_as_of(as_of), cfg, out_file, trials, timeout, step,
+                          _store(store))
     params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                        for k, v in result.best_params.items())
     out.print(f"Best tuning-fold ROC-AUC {result.best_value:.4f} after {result.trials} trials "
@@ -432,6 +447,7 @@ def scorecard(
     out_file: Annotated[Path, typer.Option("--out", help="Scores file (.csv/.parquet).")],
     as_of: Annotated[str | None, typer.Option("--as-of", help="Score as of D [default: last day in the data].")] = None,
     config: ConfigOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """The classic hand-weighted scorecard (usage 25%, NPS/CSAT 20%, ...): 0-100 and bands."""
     from pipelines.config import load_config
@@ -441,7 +457,7 @@ def scorecard(
     cfg = load_config(config)
     with _steps("scorecard") as step:
         step("building the metric history and scoring")
-        scored = run_scorecard(data, parse_as_of(as_of), cfg, out_file)
+        scored = run_scorecard(data, parse_as_of(as_of), cfg, out_file, _store(store))
     counts = scored["band"].value_counts()
     bands = ", ".join(f"{name} {counts.get(name, 0)}" for name in ("Critical", "At-risk", "Healthy", "Thriving"))
     out.print(f"Hand-weighted scorecard for {len(scored):,} accounts: {bands} -> {out_file}", highlight=False)

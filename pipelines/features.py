@@ -1,19 +1,25 @@
-"""Pipeline stage: data folder -> point-in-time metric history file.
+"""Pipeline stage: data folder -> point-in-time metric history.
 
-The metric definitions (``features.engine``) run on embedded DuckDB. The ``features``
-command validates the data folder, stages the validated tables as Parquet in a
-temporary folder, frees them, and lets DuckDB read the Parquet itself: the engine then
-works out-of-core, with DuckDB's own memory limit and spilling, and never holds a
-pandas copy of the events next to its own.
+Every stage gets its data through :func:`load_book`: the metric store
+(:mod:`pipelines.store`, one DuckDB file) is brought up to date with the data folder,
+computes only the snapshots it lacks, and hands back the metric history at the dates
+the stage asks for, with the few small tables and facts the stage needs besides
+(accounts, subscriptions, each source's record days). The events never pass through
+pandas. The ``features`` command writes the history to a file (an export).
+
+On Spark (``engine.name: spark``) the validated tables are staged as Parquet and the
+same definitions run there (:func:`stage_and_build`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -25,9 +31,130 @@ from pydantic import ValidationError
 from features.catalog import available_columns, not_built
 from features.engine import PEAK_DAYS, metric_history, snapshot_dates
 from healthscore.config import Config, EngineConfig
+from healthscore.contract import SOURCES
 from healthscore.errors import HealthscoreError
 from pipelines.io import write_table
 from pipelines.validate import data_end_date, load_data_folder
+
+
+@dataclass
+class Book:
+    """What a stage reads from the data: the metric history at the dates it asked for,
+    and the small tables and facts it needs besides (never the events themselves).
+
+    Attributes:
+        as_of: The as-of date (the data's last day unless given).
+        history: Metric history, one row per account active at each snapshot, sorted
+            by account and date; every metric a float64 column.
+        accounts: The validated ``accounts`` table.
+        subscriptions: The validated ``subscriptions`` table.
+        columns: Source -> its columns (what the metric catalog checks).
+        own_columns: The numeric columns of ``account_metrics``.
+        rows: Source -> its number of validated rows.
+        record_days: Dated source -> the distinct days it has records on, up to the
+            as-of date, oldest first (for data freshness).
+    """
+
+    as_of: dt.date
+    history: pd.DataFrame
+    accounts: pd.DataFrame
+    subscriptions: pd.DataFrame
+    columns: dict[str, frozenset[str]]
+    own_columns: tuple[str, ...]
+    rows: dict[str, int] = field(default_factory=dict)
+    record_days: dict[str, list[dt.date]] = field(default_factory=dict)
+
+    def not_built(self, config: Config) -> list[str]:
+        """The metrics this data cannot support, in words."""
+        return not_built(config.metrics, self.columns, self.own_columns)
+
+
+def load_book(data, as_of: dt.date | None, config: Config, *,
+              snapshots: Sequence[dt.date] | None = None, history_days: int | None = None,
+              store: Path | None = None, progress: Callable[[str], None] | None = None) -> Book:
+    """Bring the metric store up to date with ``data`` and read the history from it.
+
+    Args:
+        data: A data folder, DuckDB file or database URL (see ``pipelines.io``).
+        as_of: The last snapshot date; default the data's last day.
+        snapshots: Only these dates (each a multiple of the snapshot cadence before
+            ``as_of``); default the config's history (``history_days`` overrides
+            its length). Their metrics equal the full history's.
+        store: The store file; default a temporary one for this call alone.
+        progress: Hears what is being computed.
+
+    Raises:
+        DataContractError: The data breaks the contract.
+        HealthscoreError: ``as_of`` lies before the first data.
+    """
+    if config.engine.name == "spark":
+        return _book_on_spark(data, as_of, config, snapshots, history_days)
+    from pipelines import store as metric_store
+
+    with _store_file(store) as path, metric_store.opened(path, config, progress) as s:
+        s.sync(data, progress)
+        as_of = as_of or s.end_date()
+        first = s.first_day()
+        dates, peaks = history_dates(as_of, first, config, snapshots, history_days)
+        history = s.history(dates, peaks, progress)
+        return Book(as_of, history, s.frame("accounts"), s.frame("subscriptions"), s.columns(),
+                    s.own_columns(), s.row_counts(),
+                    {name: s.record_days(name, as_of) for name in s.sources
+                     if name not in ("accounts", "subscriptions")})
+
+
+def history_dates(as_of: dt.date, first_day: dt.date, config: Config,
+                  snapshots: Sequence[dt.date] | None = None, history_days: int | None = None,
+                  ) -> tuple[list[dt.date], list[dt.date]]:
+    """The snapshot dates of a history as of ``as_of``, and the earlier dates of their
+    trailing year that the fall from peak reads.
+
+    Raises:
+        HealthscoreError: No snapshot lies between the first data and ``as_of``.
+        ValueError: A chosen snapshot is off the cadence's grid.
+    """
+    m = config.metrics
+    every = m.snapshot_every_days
+    if snapshots is None:
+        back = history_days if history_days is not None else m.history_days
+        dates = snapshot_dates(as_of, first_day, every, back)
+    else:
+        dates = sorted(d for d in set(snapshots) if first_day <= d <= as_of)
+        if any((as_of - d).days % every for d in dates):
+            raise ValueError(f"snapshots must lie a multiple of {every} days before {as_of}")
+    if not dates:
+        raise HealthscoreError(f"--as-of {as_of}: before the first data ({first_day})")
+    peaks = snapshot_dates(as_of, first_day, every, (as_of - dates[0]).days + PEAK_DAYS)
+    return dates, peaks
+
+
+@contextlib.contextmanager
+def _store_file(store: Path | None) -> Iterator[Path]:
+    if store is not None:
+        yield Path(store)
+        return
+    with tempfile.TemporaryDirectory(prefix="healthscore-store-") as folder:
+        yield Path(folder) / "store.duckdb"
+
+
+def _book_on_spark(data, as_of, config: Config, snapshots, history_days) -> Book:
+    """The Spark engine's book: validated in memory, the history computed by Spark."""
+    tables = load_data_folder(data)
+    as_of = as_of or data_end_date(tables).date()
+    if history_days is not None:
+        config = config.model_copy(update={"metrics": config.metrics.model_copy(
+            update={"history_days": history_days})})
+    accounts, subscriptions = tables["accounts"], tables["subscriptions"]
+    columns, own = available_columns(tables), own_columns_of(tables)
+    rows = {name: len(t) for name, t in tables.items()}
+    days = {}
+    for name, table in tables.items():
+        if name in ("accounts", "subscriptions"):
+            continue
+        stamps = pd.to_datetime(table[SOURCES[name].date_column]).dt.normalize()
+        days[name] = sorted(d.date() for d in stamps.loc[stamps <= pd.Timestamp(as_of)].unique())
+    history = stage_and_build(tables, as_of, config, snapshots=snapshots)
+    return Book(as_of, history, accounts, subscriptions, columns, own, rows, days)
 
 
 def parse_as_of(value: str | None) -> dt.date | None:
@@ -109,23 +236,9 @@ def _run(con, handles: Mapping[str, ir.Table], as_of: dt.date, config: Config,
     starts = con.execute(handles["subscriptions"].start_date.min())
     first_event = con.execute(handles["events"].timestamp.min())
     first_day = min(pd.Timestamp(t) for t in (starts, first_event) if t is not None).date()
-    m = config.metrics
-    every = m.snapshot_every_days
-    if snapshots is None:
-        snapshots = snapshot_dates(as_of, first_day, every, m.history_days)
-        back = m.history_days
-    else:  # chosen dates, on the cadence's grid anchored on as_of
-        snapshots = sorted(d for d in set(snapshots) if first_day <= d <= as_of)
-        if any((as_of - d).days % every for d in snapshots):
-            raise ValueError(f"snapshots must lie a multiple of {every} days before {as_of}")
-        back = (as_of - snapshots[0]).days if snapshots else None
-    if not snapshots:
-        raise HealthscoreError(f"--as-of {as_of}: before the first data ({first_day})")
     # A short history still needs the trailing year of snapshots behind its first one
     # for the fall-from-peak metrics: the engine counts just the peak's inputs there.
-    peak_snapshots = []
-    if back is not None:
-        peak_snapshots = snapshot_dates(as_of, first_day, every, back + PEAK_DAYS)
+    snapshots, peak_snapshots = history_dates(as_of, first_day, config, snapshots)
     expr = metric_history(handles, snapshots, config.metrics, materialize=materialize,
                           peak_snapshots=peak_snapshots)
     # Through Arrow: several times faster than the backend's own to_pandas here.
@@ -176,18 +289,21 @@ def _size(text: str) -> str:
 def build_features(
     data_dir: Path, out: Path, as_of: dt.date | None, config: Config,
     memory_limit: str | None = None, progress: Callable[[str], None] | None = None,
+    store: Path | None = None,
 ) -> pd.DataFrame:
-    """Validate ``data_dir``, build the metric history as of ``as_of`` and write it to ``out``.
+    """Bring the metric store up to ``data_dir``, and write the metric history as of
+    ``as_of`` to ``out`` (an export: the stages read the store, not this file).
 
     ``progress`` hears, once, each metric the data cannot support and why.
     """
-    tables = load_data_folder(data_dir)
-    as_of = as_of or data_end_date(tables).date()
-    for line in metrics_not_built(tables, config):
+    if memory_limit:
+        config = config.model_copy(update={"engine": config.engine.model_copy(
+            update={"memory_limit": memory_limit})})
+    book = load_book(data_dir, as_of, config, store=store, progress=progress)
+    for line in book.not_built(config):
         (progress or print)(f"not built: {line}")
-    history = stage_and_build(tables, as_of, config, memory_limit)
-    write_table(history, out)
-    return history
+    write_table(book.history, out)
+    return book.history
 
 
 def stage_and_build(tables: dict[str, pd.DataFrame], as_of: dt.date, config: Config,

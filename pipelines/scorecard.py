@@ -16,16 +16,15 @@ from healthscore.config import Config
 from models.churn_model import feature_columns
 from models.health import fixed_bands
 from models.scorecard import HandWeightedScorecard
-from pipelines.features import stage_and_build
+from pipelines.features import load_book
 from pipelines.io import write_table
-from pipelines.validate import data_end_date, load_data_folder
 
 
-def run_scorecard(data_dir: Path, as_of: dt.date | None, config: Config, out: Path) -> pd.DataFrame:
+def run_scorecard(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
+                  store: Path | None = None) -> pd.DataFrame:
     """Score every account active at ``as_of`` with the hand weights; write and return it."""
-    tables = load_data_folder(data_dir)
-    as_of = as_of or data_end_date(tables).date()
-    history = stage_and_build(tables, as_of, config)
+    book = load_book(data_dir, as_of, config, store=store)
+    as_of, history = book.as_of, book.history
     features = feature_columns(history)
     card = HandWeightedScorecard().fit(history[features])
     today = history.loc[history["as_of_date"] == pd.Timestamp(as_of)].reset_index(drop=True)

@@ -181,6 +181,17 @@ class Store:
             raise HealthscoreError("the data has no dated activity to take an as-of date from")
         return max(ends)
 
+    def first_day(self) -> dt.date:
+        """The first day of the data: the first term's start or the first event."""
+        starts = self.con.execute("SELECT min(start_date) FROM src_subscriptions").fetchall()[0][0]
+        first = self.con.execute("SELECT min(timestamp) FROM src_events").fetchall()[0][0]
+        return min(pd.Timestamp(t) for t in (starts, first) if t is not None).date()
+
+    def row_counts(self) -> dict[str, int]:
+        """Source -> its number of validated rows."""
+        return {s: self.con.execute(f"SELECT count(*) FROM src_{s}").fetchall()[0][0]
+                for s in self.sources}
+
     def record_days(self, source: str, as_of: dt.date) -> list[dt.date]:
         """The distinct days with a record of ``source`` up to ``as_of`` (for freshness)."""
         column = SOURCES[source].date_column

@@ -19,7 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from features.catalog import available_columns, catalog
+from features.catalog import catalog
 from healthscore.config import Config
 from healthscore.errors import HealthscoreError
 from models.backtest import final_calibration_days, plan_backtest
@@ -31,8 +31,7 @@ from models.observations import label_all
 from models.training import backtest, fit_final
 from pipelines import plots, registry
 from pipelines.io import redact
-from pipelines.features import metrics_not_built, own_columns_of, stage_and_build
-from pipelines.validate import data_end_date, load_data_folder
+from pipelines.features import load_book, own_columns_of
 
 Progress = Callable[[str], None]
 
@@ -81,21 +80,19 @@ class TrainingData:
 
 
 def build_observations(data_dir: Path, as_of: dt.date | None, config: Config,
-                       progress: Progress = print) -> TrainingData:
+                       progress: Progress = print, store: Path | None = None) -> TrainingData:
     """Metric history as of T and its observations labelled with outcomes known by T.
 
     Raises:
         HealthscoreError: No churned or no retained outcome is known by T: the message
             says which, and how much more history the horizon needs.
     """
-    tables = load_data_folder(data_dir)
-    as_of = as_of or data_end_date(tables).date()
-    subscriptions, accounts = tables["subscriptions"], tables["accounts"]
-    own = own_columns_of(tables)
-    metric_catalog = catalog(config.metrics, available_columns(tables), own)
-    lost = metrics_not_built(tables, config)
-    progress("building the metric history")
-    history = stage_and_build(tables, as_of, config)
+    progress("reading the metric history")
+    book = load_book(data_dir, as_of, config, store=store, progress=progress)
+    as_of, history = book.as_of, book.history
+    subscriptions, accounts = book.subscriptions, book.accounts
+    metric_catalog = catalog(config.metrics, book.columns, book.own_columns)
+    lost = book.not_built(config)
     m = config.model
     observations = label_all(history, subscriptions, pd.Timestamp(as_of), config.grace_days,
                              m.horizon_days, m.lead_days)
@@ -142,9 +139,12 @@ def model_spec(config: Config) -> dict:
 
 
 def train(data_dir: Path, as_of: dt.date | None, config: Config,
-          progress: Progress = print) -> TrainResult:
-    """Backtest, fit, log, register and gate one model. See the module docstring."""
-    data = build_observations(data_dir, as_of, config, progress)
+          progress: Progress = print, store: Path | None = None) -> TrainResult:
+    """Backtest, fit, log, register and gate one model. See the module docstring.
+
+    ``store``: the metric store file (default: a temporary one for this run).
+    """
+    data = build_observations(data_dir, as_of, config, progress, store)
     known, as_of, metric_catalog = data.known, data.as_of, data.catalog
     plan = plan_backtest(data.observations, config.model)
     m = plan.config

@@ -37,9 +37,13 @@ class TuneResult:
 
 
 def tune(data_dir: Path, as_of: dt.date | None, config: Config, out: Path, trials: int,
-         timeout: float | None, progress: Progress = print) -> TuneResult:
-    """Search on the folds before the reported backtest period and save the best."""
-    data = build_observations(data_dir, as_of, config, progress)
+         timeout: float | None, progress: Progress = print,
+         store: Path | None = None) -> TuneResult:
+    """Search on the folds before the reported backtest period and save the best.
+
+    ``store``: the metric store file (default: a temporary one for this run).
+    """
+    data = build_observations(data_dir, as_of, config, progress, store)
     known, as_of, metric_catalog = data.known, data.as_of, data.catalog
     # The same sizing as `train`, so the tuning folds lie before the period train reports.
     plan = plan_backtest(data.observations, config.model)
