@@ -31,6 +31,7 @@ from healthscore.config import Config
 from healthscore.contract import SOURCES
 from models import monitoring
 from pipelines.io import atomic_path, json_ready, provenance
+from pipelines.outputs import findings_path
 
 # Sources whose dates are contract terms or sign-up days, not a feed that can go stale.
 NOT_FEEDS = ("accounts", "subscriptions", "onboarding")
@@ -119,11 +120,6 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return [json_ready(row, 6) for row in frame.to_dict("records")]
 
 
-def findings_path(scores_out: Path) -> Path:
-    """``scores.csv`` -> ``scores.monitor.json`` (beside the run's output)."""
-    return scores_out.with_name(f"{scores_out.name.split('.')[0]}.monitor.json")
-
-
 def write_findings(findings: dict, path: Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(findings, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -197,9 +193,8 @@ def run(data_dir, as_of: dt.date | None, config: Config, out: Path,
     of today's accounts (one metric snapshot, no SHAP); writes ``out`` and logs to MLflow."""
     from features.catalog import available_columns, catalog
     from pipelines import registry
-    from pipelines.features import stage_and_build
-    from pipelines.score import read_runs
-    from pipelines.train import own_columns_of
+    from pipelines.features import own_columns_of, stage_and_build
+    from pipelines.history import read_runs
     from pipelines.validate import data_end_date, load_data_folder
 
     progress("reading the data")

@@ -29,11 +29,11 @@ from healthscore.contract import SOURCES
 from healthscore.errors import HealthscoreError
 from models.evaluation import reliability
 from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
-from pipelines import monitor, registry
-from pipelines.features import stage_and_build
+from pipelines import registry
+from pipelines.features import own_columns_of, stage_and_build
+from pipelines.history import read_runs
 from pipelines.io import atomic_path, json_ready, provenance
-from pipelines.score import forecast_path, parquet_beside, read_runs
-from pipelines.train import own_columns_of
+from pipelines.outputs import findings_path, forecast_path, parquet_beside
 from pipelines.validate import load_data_folder
 
 # Metric histories on each card, when the data has them (the portfolio median alongside).
@@ -231,7 +231,7 @@ def _forecast(scores_file: Path) -> dict | None:
 def _findings(scores_file: Path) -> dict | None:
     """The monitor's findings written beside the scores by ``score`` (None before #8's
     monitor existed, or when the file is not there)."""
-    path = monitor.findings_path(scores_file)
+    path = findings_path(scores_file)
     if not path.is_file():
         return None
     try:
