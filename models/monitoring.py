@@ -15,12 +15,15 @@ above 0.25 a shift.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from healthscore.contract import SOURCES
 from models.observations import label_observations
 
 PSI_WATCH = 0.1
@@ -32,6 +35,8 @@ BINS = 10
 # grows a day a day, and a monthly term lasts 28 to 31 days depending on the month.
 CLOCKS = ("tenure_days_current", "term_length_days_current")
 EPS = 1e-4  # floor on a bin's share, so an empty bin gives a finite PSI
+# A feed's usual gap is read over the half-year before its last record.
+RHYTHM_DAYS = 182
 
 
 @dataclass
@@ -157,30 +162,72 @@ def coverage_change(profile: Profile, X: pd.DataFrame, groups: dict[str, str]) -
     return out
 
 
-def freshness(last_records: dict[str, pd.Timestamp | None], usual_gaps: dict[str, float],
-              as_of: pd.Timestamp, stale_days: dict[str, int] | None = None,
+def source_recency(tables: Mapping[str, pd.DataFrame], as_of: dt.date | pd.Timestamp,
+                   window_days: int = RHYTHM_DAYS) -> pd.DataFrame:
+    """Each dated source's last record against the as-of date D, point in time: only
+    records on or before D count. The one place the report's freshness table and the
+    monitor's freshness check get their numbers.
+
+    Returns:
+        One row per table with a date column (:data:`healthscore.contract.SOURCES`), in
+        the tables' order: ``source``, ``rows`` (all of the table's rows), ``last_record``
+        (the day, or None when nothing is on or before D), ``days_behind`` (D minus that
+        day, or None) and ``usual_gap`` (:func:`usual_gap` up to that day, or None). Values
+        are plain Python values (object columns), so they travel to JSON as they are.
+
+    >>> t = pd.Timestamp
+    >>> tables = {"events": pd.DataFrame({"timestamp": [t("2026-09-01 10:00"), t("2026-09-20 08:30"),
+    ...                                                 t("2026-10-02")]}),
+    ...           "tickets": pd.DataFrame({"created_at": pd.to_datetime([])})}
+    >>> source_recency(tables, dt.date(2026, 9, 30)).to_dict("records")  # doctest: +NORMALIZE_WHITESPACE
+    [{'source': 'events', 'rows': 3, 'last_record': Timestamp('2026-09-20 00:00:00'), 'days_behind': 10,
+      'usual_gap': 19.0},
+     {'source': 'tickets', 'rows': 0, 'last_record': None, 'days_behind': None, 'usual_gap': None}]
+    """
+    day = pd.Timestamp(as_of).normalize()
+    end = np.datetime64(day.date(), "D")
+    rows = []
+    for name, table in tables.items():
+        column = SOURCES[name].date_column if name in SOURCES else None
+        if column is None or column not in table:
+            continue
+        days = table[column].to_numpy(dtype="datetime64[us]").astype("datetime64[D]")
+        days = days[~np.isnat(days)]
+        days = days[days <= end]
+        if len(days) == 0:
+            rows.append((name, len(table), None, None, None))
+            continue
+        last = pd.Timestamp(days.max())
+        rows.append((name, len(table), last, int((day - last).days),
+                     usual_gap(days.astype(np.int64), window_days)))
+    return pd.DataFrame(rows, columns=["source", "rows", "last_record", "days_behind", "usual_gap"],
+                        dtype=object)
+
+
+def freshness(recency: pd.DataFrame, stale_days: dict[str, int] | None = None,
               min_days: int = 3) -> pd.DataFrame:
-    """How far behind the as-of date each source's last record is, and whether it is stale.
+    """Whether each source in ``recency`` (:func:`source_recency`) is stale.
 
     A source is stale when its last record is older than its own rhythm allows: twice
     the longest gap between consecutive record days in the half-year before that record
-    (at least ``min_days``), unless ``stale_days`` sets the limit for the source.
+    (at least ``min_days``), unless ``stale_days`` sets the limit for the source; a
+    source with no record on or before D is stale.
 
     >>> t = pd.Timestamp
-    >>> f = freshness({"events": t("2026-09-20"), "surveys": t("2026-09-01")},
-    ...               {"events": 1, "surveys": 20}, t("2026-09-30"))
+    >>> recency = pd.DataFrame({"source": ["events", "surveys"],
+    ...                         "last_record": [t("2026-09-20"), t("2026-09-01")],
+    ...                         "days_behind": [10, 29], "usual_gap": [1.0, 20.0]}, dtype=object)
+    >>> f = freshness(recency)
     >>> f[["source", "days_behind", "limit_days", "stale"]].values.tolist()
     [['events', 10, 3, True], ['surveys', 29, 40, False]]
     """
     rows = []
-    for source, last in last_records.items():
-        gap = usual_gaps.get(source)
+    for source, last, behind, gap in recency[["source", "last_record", "days_behind", "usual_gap"]].itertuples(
+            index=False):
         limit = (stale_days or {}).get(source)
         if limit is None:
             limit = max(min_days, int(np.ceil(2 * gap))) if gap is not None and gap == gap else min_days
-        behind = None if last is None else int((as_of.normalize() - last.normalize()).days)
-        rows.append((source, None if last is None else last.normalize(), behind, int(limit),
-                     behind is None or behind > limit))
+        rows.append((source, last, behind, int(limit), behind is None or behind > limit))
     return pd.DataFrame(rows, columns=["source", "last_record", "days_behind", "limit_days", "stale"])
 
 

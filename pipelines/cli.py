@@ -524,7 +524,8 @@ def score(
               f"{result.history_dir / 'alerts.csv'}")
     out.print(f"Scores -> {out_file}; history -> {result.history_dir}")
     if result.monitor is not None:
-        from pipelines.monitor import findings_path, summary
+        from pipelines.monitor import summary
+        from pipelines.outputs import findings_path
 
         for line in summary(result.monitor):
             out.print(f"monitor: {line}", highlight=False)

@@ -28,21 +28,19 @@ import pandas as pd
 
 from features.lifecycle import churn_events
 from healthscore.config import Config
-from healthscore.contract import SOURCES
 from models import monitoring
 from pipelines.io import atomic_path, json_ready, provenance
+from pipelines.outputs import findings_path
 
 # Sources whose dates are contract terms or sign-up days, not a feed that can go stale.
 NOT_FEEDS = ("accounts", "subscriptions", "onboarding")
-RHYTHM_DAYS = 182
 
 
 @dataclass
 class Inputs:
     """What the checks need from the data, taken before the tables are handed on."""
 
-    last_records: dict[str, pd.Timestamp | None]
-    usual_gaps: dict[str, float | None]
+    recency: pd.DataFrame  # each feed's last record and usual gap (models.monitoring.source_recency)
     churns: pd.DataFrame
     not_built: list[str]  # metrics the data cannot support, in words
 
@@ -52,23 +50,10 @@ def inputs_from_tables(tables: dict[str, pd.DataFrame], as_of: dt.date, config: 
     the metrics the data cannot support."""
     from pipelines.features import metrics_not_built
 
-    end = np.datetime64(as_of, "D")
-    last, gaps = {}, {}
-    for name, table in tables.items():
-        column = SOURCES[name].date_column if name in SOURCES else None
-        if name in NOT_FEEDS or column is None or column not in table:
-            continue
-        days = table[column].to_numpy(dtype="datetime64[us]").astype("datetime64[D]")
-        days = days[~np.isnat(days)]
-        days = days[days <= end]
-        if len(days) == 0:
-            last[name], gaps[name] = None, None
-            continue
-        newest = days.max()
-        last[name] = pd.Timestamp(newest)
-        gaps[name] = monitoring.usual_gap(days.astype(np.int64), RHYTHM_DAYS)
+    recency = monitoring.source_recency(tables, as_of)
+    recency = recency.loc[~recency["source"].isin(NOT_FEEDS)].reset_index(drop=True)
     churns = churn_events(tables["subscriptions"], pd.Timestamp(as_of), config.grace_days)
-    return Inputs(last, gaps, churns, metrics_not_built(tables, config))
+    return Inputs(recency, churns, metrics_not_built(tables, config))
 
 
 def check(inputs: Inputs, as_of: dt.date, model, version: str, horizon_days: int,
@@ -76,8 +61,8 @@ def check(inputs: Inputs, as_of: dt.date, model, version: str, horizon_days: int
           runs: pd.DataFrame | None, config: Config) -> dict:
     """Every check, as one JSON-ready document (see the module docstring)."""
     day = pd.Timestamp(as_of)
-    fresh = monitoring.freshness(inputs.last_records, inputs.usual_gaps, day,
-                                 config.monitor.stale_days, config.monitor.min_stale_days)
+    fresh = monitoring.freshness(inputs.recency, config.monitor.stale_days,
+                                 config.monitor.min_stale_days)
     profile = getattr(model, "profile_", None)
     if profile is not None:
         drift = monitoring.drift(profile, X, health[~np.isnan(health)])
@@ -117,11 +102,6 @@ def check(inputs: Inputs, as_of: dt.date, model, version: str, horizon_days: int
 
 def _records(frame: pd.DataFrame) -> list[dict]:
     return [json_ready(row, 6) for row in frame.to_dict("records")]
-
-
-def findings_path(scores_out: Path) -> Path:
-    """``scores.csv`` -> ``scores.monitor.json`` (beside the run's output)."""
-    return scores_out.with_name(f"{scores_out.name.split('.')[0]}.monitor.json")
 
 
 def write_findings(findings: dict, path: Path) -> Path:
@@ -197,9 +177,8 @@ def run(data_dir, as_of: dt.date | None, config: Config, out: Path,
     of today's accounts (one metric snapshot, no SHAP); writes ``out`` and logs to MLflow."""
     from features.catalog import available_columns, catalog
     from pipelines import registry
-    from pipelines.features import stage_and_build
-    from pipelines.score import read_runs
-    from pipelines.train import own_columns_of
+    from pipelines.features import own_columns_of, stage_and_build
+    from pipelines.history import read_runs
     from pipelines.validate import data_end_date, load_data_folder
 
     progress("reading the data")

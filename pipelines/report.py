@@ -25,15 +25,15 @@ from mlflow.tracking import MlflowClient
 
 from features.catalog import available_columns, catalog
 from healthscore.config import Config
-from healthscore.contract import SOURCES
 from healthscore.errors import HealthscoreError
 from models.evaluation import reliability
 from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
-from pipelines import monitor, registry
-from pipelines.features import stage_and_build
+from models.monitoring import source_recency
+from pipelines import registry
+from pipelines.features import own_columns_of, stage_and_build
+from pipelines.history import read_runs
 from pipelines.io import atomic_path, json_ready, provenance
-from pipelines.score import forecast_path, parquet_beside, read_runs
-from pipelines.train import own_columns_of
+from pipelines.outputs import findings_path, forecast_path, parquet_beside
 from pipelines.validate import load_data_folder
 
 # Metric histories on each card, when the data has them (the portfolio median alongside).
@@ -231,7 +231,7 @@ def _forecast(scores_file: Path) -> dict | None:
 def _findings(scores_file: Path) -> dict | None:
     """The monitor's findings written beside the scores by ``score`` (None before #8's
     monitor existed, or when the file is not there)."""
-    path = monitor.findings_path(scores_file)
+    path = findings_path(scores_file)
     if not path.is_file():
         return None
     try:
@@ -241,17 +241,11 @@ def _findings(scores_file: Path) -> dict | None:
 
 
 def _freshness(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> list[dict]:
-    """The last record of each source against the as-of date."""
-    rows = []
-    for name, table in tables.items():
-        column = SOURCES[name].date_column if name in SOURCES else None
-        if column is None or column not in table or table.empty:
-            continue
-        stamps = pd.to_datetime(table[column])
-        last = stamps.loc[stamps <= as_of + pd.Timedelta(days=1)].max()
-        rows.append({"source": name, "rows": len(table), "last_record": last,
-                     "days_behind": (as_of - last.normalize()).days if pd.notna(last) else None})
-    return rows
+    """The last record of each source with rows against the as-of date (the monitor's
+    numbers: :func:`models.monitoring.source_recency`)."""
+    recency = source_recency(tables, as_of)
+    shown = recency.loc[recency["rows"] > 0, ["source", "rows", "last_record", "days_behind"]]
+    return shown.to_dict("records")
 
 
 def _payload(scores, runs, backtest, freshness, metrics, metric_catalog, config, max_cards) -> dict:

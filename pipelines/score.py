@@ -27,10 +27,12 @@ from models.drivers import top_drivers
 from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
 from models import forecast as renewal_forecast
 from models.renewal import DAYS_TO_RENEWAL, health_log_odds, split_calendar
+from models.trends import account_trends
 from pipelines import monitor, registry
-from pipelines.features import stage_and_build
+from pipelines.features import own_columns_of, stage_and_build
+from pipelines.history import RUN_COLUMNS, read_runs, run_file
 from pipelines.io import atomic_path, exclusive, json_ready, provenance, write_table
-from pipelines.train import own_columns_of
+from pipelines.outputs import findings_path, forecast_path, parquet_beside
 from pipelines.validate import data_end_date, load_data_folder
 
 KEYS = ["account_id", "as_of_date"]
@@ -204,7 +206,7 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
         write_table(scores, out, spreadsheet_safe=True)
         if out.suffix.lower() == ".csv":  # the CRM file; pipelines (and the report) read Parquet
             write_table(scores, parquet_beside(out))
-        monitor.write_findings(findings, monitor.findings_path(out))
+        monitor.write_findings(findings, findings_path(out))
         write_forecast(outlook, forecast_path(out))
         monitor.log_findings(findings, config)
         lap("writing")
@@ -228,11 +230,6 @@ def renewal_forecast_of(today: pd.DataFrame, model, day: pd.Timestamp, names: pd
     return {"as_of": day, "level": 0.8, "periods": table, "top_accounts": carriers}
 
 
-def forecast_path(scores_out: Path) -> Path:
-    """``scores.csv`` -> ``scores.forecast.json`` (beside the run's output)."""
-    return scores_out.with_name(f"{scores_out.name.split('.')[0]}.forecast.json")
-
-
 def write_forecast(outlook: dict, path: Path) -> Path:
     payload = {"as_of": str(pd.Timestamp(outlook["as_of"]).date()), "level": outlook["level"],
                "periods": json_ready(outlook["periods"].to_dict("records")),
@@ -241,11 +238,6 @@ def write_forecast(outlook: dict, path: Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
     return path
-
-
-def parquet_beside(out: Path) -> Path:
-    """``scores.csv`` -> ``scores.parquet``: the same rows, values as they are."""
-    return out.with_suffix(".parquet")
 
 
 def scoring_snapshots(as_of: dt.date, every_days: int = 7) -> list[dt.date]:
@@ -303,9 +295,7 @@ def _trend_and_alerts(scores: pd.DataFrame, history_dir: Path, version: str, deb
     """Append this run to the score history (idempotent per as-of date and model version),
     add the trend columns, and rewrite the alerts of band changes that held ``debounce`` runs."""
     as_of = pd.Timestamp(scores["as_of_date"].iloc[0])
-    run_file = history_dir / f"as_of={as_of:%Y-%m-%d}" / f"model={version}.parquet"
-    keep = ["account_id", "as_of_date", "health_score", "band", "model_version", "churn_probability"]
-    write_table(scores[keep], run_file)
+    write_table(scores[RUN_COLUMNS], run_file(history_dir, as_of, version))
     runs = read_runs(history_dir, as_of)
 
     trend = account_trends(runs, debounce)
@@ -325,54 +315,3 @@ def _trend_and_alerts(scores: pd.DataFrame, history_dir: Path, version: str, deb
     alerts = alerts.sort_values(["as_of_date", "account_id"], ignore_index=True)
     write_table(alerts, alerts_file, spreadsheet_safe=True)
     return scores, alerts.loc[alerts["as_of_date"] == as_of].reset_index(drop=True), runs
-
-
-def read_runs(history_dir: Path, as_of: pd.Timestamp) -> pd.DataFrame:
-    """The score history up to ``as_of``: one row per account and run date (the newest
-    model's run of that date), in account and date order."""
-    files = sorted(history_dir.glob("as_of=*/model=*.parquet"))
-    if not files:
-        return pd.DataFrame(columns=["account_id", "as_of_date", "health_score", "band",
-                                     "model_version", "churn_probability"])
-    runs = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-    # Registry versions are numbers kept as text: version 10 is newer than version 9.
-    runs["_version"] = pd.to_numeric(runs["model_version"], errors="coerce")
-    runs = (runs.sort_values(["as_of_date", "_version", "model_version"])
-            .drop_duplicates(["account_id", "as_of_date"], keep="last").drop(columns="_version"))
-    return runs.loc[runs["as_of_date"] <= as_of].sort_values(["account_id", "as_of_date"])
-
-
-def account_trends(runs: pd.DataFrame, debounce: int) -> pd.DataFrame:
-    """Per account, from its runs in date order (the last one is the current run): the
-    score change since the previous run, runs in the current band, the date it entered
-    the band, consecutive runs falling, and the band it left if that change has just held
-    ``debounce`` runs (else empty).
-
-    >>> runs = pd.DataFrame({"account_id": ["a"] * 4, "as_of_date": pd.date_range("2026-01-05", periods=4, freq="7D"),
-    ...                      "health_score": [70.0, 65.0, 55.0, 50.0], "band": ["Healthy", "Healthy", "At-risk", "At-risk"]})
-    >>> t = account_trends(runs, debounce=2).loc["a"]
-    >>> float(t.score_change), int(t.runs_in_band), str(t.band_since.date()), int(t.falling_runs), t.alert_from
-    (-5.0, 2, '2026-01-19', 3, 'Healthy')
-    """
-    runs = runs.sort_values(["account_id", "as_of_date"], ignore_index=True)
-    account, band, health = runs["account_id"], runs["band"], runs["health_score"]
-    first = account.ne(account.shift())
-    # Blocks of consecutive runs in one band; stretches of consecutive falls.
-    block = (first | band.ne(band.shift())).cumsum()
-    falls = ~first & (health < health.shift())
-    stretch = (~falls).cumsum()
-    last = ~account.duplicated(keep="last")
-    block_start = runs.groupby(block)["as_of_date"].transform("first")
-    in_band = runs.groupby(block).cumcount() + 1
-    band_before = band.shift().where(~first)
-    left = band_before.groupby(block).transform("first")
-    has_before = ~first.groupby(block).transform("first")
-    trend = pd.DataFrame({
-        "score_change": (health - health.shift()).where(~first),
-        "runs_in_band": in_band,
-        "band_since": block_start,
-        "falling_runs": runs.groupby(stretch).cumcount(),
-        "alert_from": left.where(has_before & (in_band == debounce)),
-    }).loc[last]
-    trend.index = account[last]
-    return trend

@@ -125,3 +125,25 @@ def test_monitoring_as_of_d_ignores_data_after_d_and_reports_matured_runs(setup,
     realised = full["performance"][0]
     assert realised["accounts"] > 100 and realised["churned"] > 0
     assert 0.5 < realised["roc_auc"] <= 1
+
+
+def test_report_and_monitor_share_one_freshness():
+    """One computation of each source's last record: the report's table is the same
+    numbers as the monitor's check, point in time (a record dated after D does not count),
+    and the report leaves out empty sources."""
+    from pipelines.monitor import NOT_FEEDS
+    from pipelines.report import _freshness
+
+    t = pd.Timestamp
+    tables = {"accounts": pd.DataFrame({"created_at": [t("2025-01-01")]}),
+              "events": pd.DataFrame({"timestamp": [t("2026-09-28 23:59"), t("2026-10-01")]}),
+              "tickets": pd.DataFrame({"created_at": pd.to_datetime([])})}
+    day = t("2026-09-30")
+    recency = monitoring.source_recency(tables, day)
+    assert _freshness(tables, day) == [
+        {"source": "accounts", "rows": 1, "last_record": t("2025-01-01"), "days_behind": 637},
+        {"source": "events", "rows": 2, "last_record": t("2026-09-28"), "days_behind": 2}]
+    feeds = recency.loc[~recency["source"].isin(NOT_FEEDS)]
+    fresh = monitoring.freshness(feeds).set_index("source")
+    assert fresh.loc["events", "days_behind"] == 2 and not fresh.loc["events", "stale"]
+    assert fresh.loc["tickets", "stale"]  # no record at all

@@ -233,7 +233,7 @@ def book_models(scoring_book, tmp_path_factory):
     """The shared scoring book's fitted model, logged again in a store of its own: as
     version 1 with the metric definition of the book's data, and as version 2 the way
     models were logged before they carried one (pickled whole)."""
-    from pipelines.train import own_columns_of
+    from pipelines.features import own_columns_of
     from pipelines.validate import load_data_folder
 
     root, data, as_of = scoring_book

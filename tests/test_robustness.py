@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 from healthscore.config import Config
 from pipelines.cli import app
 from pipelines.io import exclusive
-from pipelines.score import read_runs, score
+from pipelines.history import read_runs
+from pipelines.score import score
 
 CONFIG = Config()
 HS = [sys.executable, "-m", "pipelines.cli"]

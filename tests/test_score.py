@@ -187,7 +187,7 @@ def test_metrics_that_do_not_match_the_model_are_a_clear_error(setup, tmp_path):
 
 def test_the_newest_model_version_wins_a_day_by_number_not_text(tmp_path):
     from pipelines.io import write_table
-    from pipelines.score import read_runs
+    from pipelines.history import read_runs
 
     day = pd.Timestamp("2026-09-30")
     for version, health in (("9", 40.0), ("10", 70.0)):
