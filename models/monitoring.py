@@ -16,14 +16,13 @@ above 0.25 a shift.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from healthscore.contract import SOURCES
 from models.observations import label_observations
 
 PSI_WATCH = 0.1
@@ -162,45 +161,47 @@ def coverage_change(profile: Profile, X: pd.DataFrame, groups: dict[str, str]) -
     return out
 
 
-def source_recency(tables: Mapping[str, pd.DataFrame], as_of: dt.date | pd.Timestamp,
-                   window_days: int = RHYTHM_DAYS) -> pd.DataFrame:
+def source_recency(record_days: Mapping[str, Sequence], rows: Mapping[str, int],
+                   as_of: dt.date | pd.Timestamp, window_days: int = RHYTHM_DAYS) -> pd.DataFrame:
     """Each dated source's last record against the as-of date D, point in time: only
     records on or before D count. The one place the report's freshness table and the
     monitor's freshness check get their numbers.
 
+    Args:
+        record_days: Source -> the days (or times) it has records on, in any order.
+        rows: Source -> its number of rows.
+        as_of: The as-of date D.
+
     Returns:
-        One row per table with a date column (:data:`healthscore.contract.SOURCES`), in
-        the tables' order: ``source``, ``rows`` (all of the table's rows), ``last_record``
-        (the day, or None when nothing is on or before D), ``days_behind`` (D minus that
-        day, or None) and ``usual_gap`` (:func:`usual_gap` up to that day, or None). Values
-        are plain Python values (object columns), so they travel to JSON as they are.
+        One row per source of ``record_days``, in its order: ``source``, ``rows``,
+        ``last_record`` (the day, or None when nothing is on or before D),
+        ``days_behind`` (D minus that day, or None) and ``usual_gap`` (:func:`usual_gap`
+        up to that day, or None). Values are plain Python values (object columns), so
+        they travel to JSON as they are.
 
     >>> t = pd.Timestamp
-    >>> tables = {"events": pd.DataFrame({"timestamp": [t("2026-09-01 10:00"), t("2026-09-20 08:30"),
-    ...                                                 t("2026-10-02")]}),
-    ...           "tickets": pd.DataFrame({"created_at": pd.to_datetime([])})}
-    >>> source_recency(tables, dt.date(2026, 9, 30)).to_dict("records")  # doctest: +NORMALIZE_WHITESPACE
+    >>> days = {"events": [t("2026-09-01 10:00"), t("2026-09-20 08:30"), t("2026-10-02")],
+    ...         "tickets": []}
+    >>> source_recency(days, {"events": 3, "tickets": 0}, dt.date(2026, 9, 30)).to_dict("records")  # doctest: +NORMALIZE_WHITESPACE
     [{'source': 'events', 'rows': 3, 'last_record': Timestamp('2026-09-20 00:00:00'), 'days_behind': 10,
       'usual_gap': 19.0},
      {'source': 'tickets', 'rows': 0, 'last_record': None, 'days_behind': None, 'usual_gap': None}]
     """
     day = pd.Timestamp(as_of).normalize()
     end = np.datetime64(day.date(), "D")
-    rows = []
-    for name, table in tables.items():
-        column = SOURCES[name].date_column if name in SOURCES else None
-        if column is None or column not in table:
-            continue
-        days = table[column].to_numpy(dtype="datetime64[us]").astype("datetime64[D]")
+    out = []
+    for name, stamps in record_days.items():
+        days = pd.to_datetime(pd.Series(list(stamps), dtype="object")).to_numpy(
+            dtype="datetime64[us]").astype("datetime64[D]")
         days = days[~np.isnat(days)]
         days = days[days <= end]
         if len(days) == 0:
-            rows.append((name, len(table), None, None, None))
+            out.append((name, rows.get(name, 0), None, None, None))
             continue
         last = pd.Timestamp(days.max())
-        rows.append((name, len(table), last, int((day - last).days),
-                     usual_gap(days.astype(np.int64), window_days)))
-    return pd.DataFrame(rows, columns=["source", "rows", "last_record", "days_behind", "usual_gap"],
+        out.append((name, rows.get(name, 0), last, int((day - last).days),
+                    usual_gap(days.astype(np.int64), window_days)))
+    return pd.DataFrame(out, columns=["source", "rows", "last_record", "days_behind", "usual_gap"],
                         dtype=object)
 
 

@@ -489,11 +489,11 @@ def score(
     out_file: Annotated[Path, typer.Option("--out", help="Scores file: .csv (CRM-safe) or .parquet.")],
     as_of: Annotated[str | None, typer.Option("--as-of", help="Score as of this day [default: last day in the data].")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model URI [default: models:/healthscore@champion].")] = None,
-    history: Annotated[Path | None, typer.Option("--history", help="Score history folder [default: score_history/ beside --out].")] = None,
     backfill: Annotated[int, typer.Option("--backfill", min=1, help="Score this many weekly runs ending as of D, oldest first (starts a score history).")] = 1,
     config: ConfigOpt = None,
     engine: EngineOpt = None,
     spark_master: MasterOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Score every account active as of D: health score, band, drivers and actions."""
     from pipelines.config import load_config
@@ -502,7 +502,8 @@ def score(
 
     cfg = _with_engine(load_config(config), engine, spark_master)
     with _steps("scoring") as step:
-        result = run_backfill(data, parse_as_of(as_of), cfg, out_file, backfill, model, history, step)
+        result = run_backfill(data, parse_as_of(as_of), cfg, out_file, backfill, model,
+                              _store(store), step)
     scores = result.scores
     counts = scores["band"].value_counts()
     order = [b for b in ("Critical", "At-risk", "Healthy", "Thriving", "Requires attention",
@@ -520,9 +521,11 @@ def score(
     if young:
         out.print(f"{young:,} of {len(scores):,} accounts held back as too new to score (tenure under "
                   f"{cfg.score.min_tenure_days} days: band insufficient_data, no probability)")
+    from pipelines.outputs import alerts_path
+
     out.print(f"{len(result.alerts)} band change(s) held for {cfg.score.debounce_runs} runs -> "
-              f"{result.history_dir / 'alerts.csv'}")
-    out.print(f"Scores -> {out_file}; history -> {result.history_dir}")
+              f"{alerts_path(out_file)}")
+    out.print(f"Scores -> {out_file}; score history and alerts -> the metric store {result.store}")
     if result.monitor is not None:
         from pipelines.monitor import summary
         from pipelines.outputs import findings_path
@@ -539,9 +542,9 @@ def monitor(
     out_file: Annotated[Path, typer.Option("--out", help="Findings file (JSON).")] = Path("monitor.json"),
     as_of: Annotated[str | None, typer.Option("--as-of", help="Check as of this day [default: last day in the data].")] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model URI [default: models:/healthscore@champion].")] = None,
-    history: Annotated[Path | None, typer.Option("--history", help="Score history folder, for realised performance.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 4 when anything is flagged (for schedulers).")] = False,
     config: ConfigOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """Freshness, coverage, drift and realised performance of the score (also run by `score`)."""
     from pipelines.config import load_config
@@ -550,7 +553,7 @@ def monitor(
 
     cfg = load_config(config)
     with _steps("monitor") as step:
-        findings = run(data, parse_as_of(as_of), cfg, out_file, model, history, step)
+        findings = run(data, parse_as_of(as_of), cfg, out_file, model, _store(store), step)
     for line in summary(findings):
         out.print(line, highlight=False)
     out.print(f"Findings -> {out_file}")
@@ -565,9 +568,9 @@ def report(
     scores_file: Annotated[Path, typer.Option("--scores", help="The scores written by `score` (.csv or .parquet).")],
     out_file: Annotated[Path, typer.Option("--out", help="The HTML report to write.")],
     model: Annotated[str | None, typer.Option("--model", help="Model URI [default: the version that made the scores].")] = None,
-    history: Annotated[Path | None, typer.Option("--history", help="Score history folder [default: score_history/ beside --scores].")] = None,
     max_cards: Annotated[int, typer.Option("--max-cards", min=0, help="Health cards for at most this many accounts (the riskiest).")] = 5000,
     config: ConfigOpt = None,
+    store: StoreOpt = None,
 ) -> None:
     """The portfolio report and account health cards: one self-contained HTML file."""
     from pipelines.config import load_config
@@ -575,7 +578,7 @@ def report(
 
     cfg = load_config(config)
     with _steps("report") as step:
-        result = run_report(scores_file, data, out_file, cfg, history, model, max_cards, step)
+        result = run_report(scores_file, data, out_file, cfg, _store(store), model, max_cards, step)
     out.print(f"Report for {result.accounts:,} accounts ({result.cards:,} health cards) -> "
               f"{result.path.resolve().as_uri()}")
 

@@ -51,8 +51,8 @@ class Book:
         columns: Source -> its columns (what the metric catalog checks).
         own_columns: The numeric columns of ``account_metrics``.
         rows: Source -> its number of validated rows.
-        record_days: Dated source -> the distinct days it has records on, up to the
-            as-of date, oldest first (for data freshness).
+        record_days: Source -> the distinct days it has records on (by its date
+            column), up to the as-of date, oldest first (for data freshness).
     """
 
     as_of: dt.date
@@ -70,7 +70,8 @@ class Book:
 
 
 def load_book(data, as_of: dt.date | None, config: Config, *,
-              snapshots: Sequence[dt.date] | None = None, history_days: int | None = None,
+              snapshots: Sequence[dt.date] | Callable[[dt.date], Sequence[dt.date]] | None = None,
+              history_days: int | None = None,
               store: Path | None = None, progress: Callable[[str], None] | None = None) -> Book:
     """Bring the metric store up to date with ``data`` and read the history from it.
 
@@ -78,8 +79,9 @@ def load_book(data, as_of: dt.date | None, config: Config, *,
         data: A data folder, DuckDB file or database URL (see ``pipelines.io``).
         as_of: The last snapshot date; default the data's last day.
         snapshots: Only these dates (each a multiple of the snapshot cadence before
-            ``as_of``); default the config's history (``history_days`` overrides
-            its length). Their metrics equal the full history's.
+            ``as_of``), or a function of the as-of date that gives them; default the
+            config's history (``history_days`` overrides its length). Their metrics
+            equal the full history's.
         store: The store file; default a temporary one for this call alone.
         progress: Hears what is being computed.
 
@@ -89,18 +91,21 @@ def load_book(data, as_of: dt.date | None, config: Config, *,
     """
     if config.engine.name == "spark":
         return _book_on_spark(data, as_of, config, snapshots, history_days)
+    if snapshots is not None and not callable(snapshots):
+        snapshots = list(snapshots)
     from pipelines import store as metric_store
 
     with _store_file(store) as path, metric_store.opened(path, config, progress) as s:
         s.sync(data, progress)
         as_of = as_of or s.end_date()
+        if callable(snapshots):
+            snapshots = snapshots(as_of)
         first = s.first_day()
         dates, peaks = history_dates(as_of, first, config, snapshots, history_days)
         history = s.history(dates, peaks, progress)
         return Book(as_of, history, s.frame("accounts"), s.frame("subscriptions"), s.columns(),
                     s.own_columns(), s.row_counts(),
-                    {name: s.record_days(name, as_of) for name in s.sources
-                     if name not in ("accounts", "subscriptions")})
+                    {name: s.record_days(name, as_of) for name in s.sources})
 
 
 def history_dates(as_of: dt.date, first_day: dt.date, config: Config,
@@ -141,6 +146,8 @@ def _book_on_spark(data, as_of, config: Config, snapshots, history_days) -> Book
     """The Spark engine's book: validated in memory, the history computed by Spark."""
     tables = load_data_folder(data)
     as_of = as_of or data_end_date(tables).date()
+    if callable(snapshots):
+        snapshots = snapshots(as_of)
     if history_days is not None:
         config = config.model_copy(update={"metrics": config.metrics.model_copy(
             update={"history_days": history_days})})
@@ -149,8 +156,6 @@ def _book_on_spark(data, as_of, config: Config, snapshots, history_days) -> Book
     rows = {name: len(t) for name, t in tables.items()}
     days = {}
     for name, table in tables.items():
-        if name in ("accounts", "subscriptions"):
-            continue
         stamps = pd.to_datetime(table[SOURCES[name].date_column]).dt.normalize()
         days[name] = sorted(d.date() for d in stamps.loc[stamps <= pd.Timestamp(as_of)].unique())
     history = stage_and_build(tables, as_of, config, snapshots=snapshots)

@@ -45,15 +45,13 @@ class Inputs:
     not_built: list[str]  # metrics the data cannot support, in words
 
 
-def inputs_from_tables(tables: dict[str, pd.DataFrame], as_of: dt.date, config: Config) -> Inputs:
-    """Each feed's last record and usual gap, the churns known, all as of ``as_of``, and
-    the metrics the data cannot support."""
-    from pipelines.features import metrics_not_built
-
-    recency = monitoring.source_recency(tables, as_of)
+def inputs_from_book(book, config: Config) -> Inputs:
+    """Each feed's last record and usual gap and the churns known, all as of the book's
+    as-of date, and the metrics the data cannot support (see ``pipelines.features.Book``)."""
+    recency = monitoring.source_recency(book.record_days, book.rows, book.as_of)
     recency = recency.loc[~recency["source"].isin(NOT_FEEDS)].reset_index(drop=True)
-    churns = churn_events(tables["subscriptions"], pd.Timestamp(as_of), config.grace_days)
-    return Inputs(recency, churns, metrics_not_built(tables, config))
+    churns = churn_events(book.subscriptions, pd.Timestamp(book.as_of), config.grace_days)
+    return Inputs(recency, churns, book.not_built(config))
 
 
 def check(inputs: Inputs, as_of: dt.date, model, version: str, horizon_days: int,
@@ -172,31 +170,36 @@ def summary(findings: dict) -> list[str]:
 
 
 def run(data_dir, as_of: dt.date | None, config: Config, out: Path,
-        model_uri: str | None = None, history_dir: Path | None = None, progress=print) -> dict:
+        model_uri: str | None = None, store: Path | None = None, progress=print) -> dict:
     """``healthscore monitor``: the checks alone, on the data as of D and the model's view
-    of today's accounts (one metric snapshot, no SHAP); writes ``out`` and logs to MLflow."""
-    from features.catalog import available_columns, catalog
-    from pipelines import registry
-    from pipelines.features import own_columns_of, stage_and_build
-    from pipelines.history import read_runs
-    from pipelines.validate import data_end_date, load_data_folder
+    of today's accounts (one metric snapshot, no SHAP); writes ``out`` and logs to MLflow.
 
-    progress("reading the data")
-    tables = load_data_folder(data_dir)
-    as_of = as_of or data_end_date(tables).date()
-    groups = {m.name: m.group for m in catalog(config.metrics, available_columns(tables), own_columns_of(tables))}
-    inputs = inputs_from_tables(tables, as_of, config)
+    ``store``: the metric store (its score history gives the realised performance);
+    default ``store.duckdb`` beside ``out``.
+    """
+    from features.catalog import catalog
+    from pipelines import registry
+    from pipelines import store as metric_store
+    from pipelines.features import load_book
+    from pipelines.history import read_runs
+
+    store = store or out.parent / "store.duckdb"
+    progress("reading the metrics as of the day")
+    book = load_book(data_dir, as_of, config, store=store, progress=progress,
+                     snapshots=lambda day: [day])
+    as_of, history = book.as_of, book.history
+    groups = {m.name: m.group for m in catalog(config.metrics, book.columns, book.own_columns)}
+    inputs = inputs_from_book(book, config)
     registry.connect(config.model.experiment)
     uri = model_uri or f"models:/{config.model.registered_model}@{registry.CHAMPION}"
     wrapped, version = registry.load(uri)
     model = wrapped.model
-    progress("building the metrics as of the day")
-    history = stage_and_build(tables, as_of, config, snapshots=[as_of])
     X = history.reindex(columns=model.features_)
     health = model.scale_.score(model.log_odds(X))
     young = (history["tenure_days_current"] < config.score.min_tenure_days).to_numpy()
     health = np.where(young, np.nan, health)
-    runs = read_runs(history_dir, pd.Timestamp(as_of)) if history_dir else None
+    with metric_store.opened(store, config, progress) as kept:
+        runs = read_runs(kept, pd.Timestamp(as_of))
     progress("checking")
     findings = check(inputs, as_of, model, version, wrapped.horizon_days, X, health,
                      {m: groups.get(m, "other") for m in model.features_}, runs, config)

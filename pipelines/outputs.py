@@ -22,3 +22,9 @@ def forecast_path(scores_out: Path) -> Path:
 def findings_path(scores_out: Path) -> Path:
     """``scores.csv`` -> ``scores.monitor.json`` (beside the run's output)."""
     return scores_out.with_name(f"{scores_out.name.split('.')[0]}.monitor.json")
+
+
+def alerts_path(scores_out: Path) -> Path:
+    """``scores.csv`` -> ``scores.alerts.csv``: this run's alerts (all of them stay in the
+    metric store)."""
+    return scores_out.with_name(f"{scores_out.name.split('.')[0]}.alerts.csv")

@@ -23,18 +23,18 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from features.catalog import available_columns, catalog
+from features.catalog import catalog
 from healthscore.config import Config
 from healthscore.errors import HealthscoreError
 from models.evaluation import reliability
 from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
 from models.monitoring import source_recency
 from pipelines import registry
-from pipelines.features import own_columns_of, stage_and_build
+from pipelines import store as metric_store
+from pipelines.features import load_book
 from pipelines.history import read_runs
 from pipelines.io import atomic_path, json_ready, provenance
 from pipelines.outputs import findings_path, forecast_path, parquet_beside
-from pipelines.validate import load_data_folder
 
 # Metric histories on each card, when the data has them (the portfolio median alongside).
 CARD_METRICS = ("active_users_count_30d", "active_days_count_30d", "events_count_30d",
@@ -53,16 +53,18 @@ class ReportResult:
     cards: int
 
 
-def report(scores_file: Path, data_dir: Path, out: Path, config: Config,
-           history_dir: Path | None = None, model_uri: str | None = None,
+def report(scores_file: Path, data_dir, out: Path, config: Config,
+           store: Path | None = None, model_uri: str | None = None,
            max_cards: int = 5000, progress=print) -> ReportResult:
-    """Build the report for one scoring run and write it to ``out`` (atomically)."""
+    """Build the report for one scoring run and write it to ``out`` (atomically).
+
+    ``store``: the metric store the run used (default: ``store.duckdb`` beside the scores).
+    """
     progress("reading the scores")
     scores = _read_scores(scores_file)
     as_of = pd.Timestamp(scores["as_of_date"].iloc[0])
     version = str(scores["model_version"].iloc[0])
-    history_dir = history_dir or scores_file.parent / "score_history"
-    runs = read_runs(history_dir, as_of)
+    store = store or scores_file.parent / "store.duckdb"
 
     progress("reading the model's backtest from MLflow")
     registry.connect(config.model.experiment)
@@ -71,13 +73,14 @@ def report(scores_file: Path, data_dir: Path, out: Path, config: Config,
     name = uri.removeprefix("models:/").split("/")[0].split("@")[0] if uri.startswith("models:/") else None
     backtest = _backtest(name, loaded_version, wrapped.model, config)
 
-    progress("building the metric histories for the cards")
-    tables = load_data_folder(data_dir)
-    freshness = _freshness(tables, as_of)
-    metric_catalog = {m.name: m for m in catalog(config.metrics, available_columns(tables), own_columns_of(tables))}
-    short = config.model_copy(update={"metrics": config.metrics.model_copy(
-        update={"history_days": CARD_WEEKS * config.metrics.snapshot_every_days})})
-    metrics = stage_and_build(tables, as_of.date(), short)
+    progress("reading the metric histories for the cards")
+    book = load_book(data_dir, as_of.date(), config, store=store, progress=progress,
+                     history_days=CARD_WEEKS * config.metrics.snapshot_every_days)
+    with metric_store.opened(store, config, progress) as kept:
+        runs = read_runs(kept, as_of)
+    freshness = _freshness(book, as_of)
+    metric_catalog = {m.name: m for m in catalog(config.metrics, book.columns, book.own_columns)}
+    metrics = book.history
 
     progress("writing the report")
     payload = _payload(scores, runs, backtest, freshness, metrics, metric_catalog, config,
@@ -240,10 +243,10 @@ def _findings(scores_file: Path) -> dict | None:
         raise HealthscoreError(f"{path}: cannot read the monitoring findings ({exc})") from None
 
 
-def _freshness(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> list[dict]:
+def _freshness(book, as_of: pd.Timestamp) -> list[dict]:
     """The last record of each source with rows against the as-of date (the monitor's
     numbers: :func:`models.monitoring.source_recency`)."""
-    recency = source_recency(tables, as_of)
+    recency = source_recency(book.record_days, book.rows, as_of)
     shown = recency.loc[recency["rows"] > 0, ["source", "rows", "last_record", "days_behind"]]
     return shown.to_dict("records")
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from features.catalog import available_columns, catalog
+from features.catalog import catalog
 from healthscore.config import Config
 from healthscore.errors import HealthscoreError
 from models.drivers import top_drivers
@@ -28,12 +28,11 @@ from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
 from models import forecast as renewal_forecast
 from models.renewal import DAYS_TO_RENEWAL, health_log_odds, split_calendar
 from models.trends import account_trends
-from pipelines import monitor, registry
-from pipelines.features import own_columns_of, stage_and_build
-from pipelines.history import RUN_COLUMNS, read_runs, run_file
-from pipelines.io import atomic_path, exclusive, json_ready, provenance, write_table
-from pipelines.outputs import findings_path, forecast_path, parquet_beside
-from pipelines.validate import data_end_date, load_data_folder
+from pipelines import history, monitor, registry
+from pipelines import store as metric_store
+from pipelines.features import load_book
+from pipelines.io import atomic_path, json_ready, provenance, write_table
+from pipelines.outputs import alerts_path, findings_path, forecast_path, parquet_beside
 
 KEYS = ["account_id", "as_of_date"]
 # The stages ScoreResult.seconds times, in order.
@@ -48,7 +47,7 @@ class ScoreResult:
     scores: pd.DataFrame
     alerts: pd.DataFrame
     model_version: str
-    history_dir: Path
+    store: Path  # the metric store that holds the score history and alerts
     seconds: dict[str, float]  # wall time per stage (see STAGES)
     monitor: dict | None = None  # the monitor's findings (pipelines.monitor.check)
     forecast: dict | None = None  # the renewal forecast (see renewal_forecast_of)
@@ -81,13 +80,13 @@ def load_playbook(path: str | None) -> dict:
     return book
 
 
-def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
-          model_uri: str | None = None, history_dir: Path | None = None,
-          progress=print, tables: dict[str, pd.DataFrame] | None = None) -> ScoreResult:
-    """Score every account active as of D; write ``out``, the score history and alerts.
+def score(data_dir, as_of: dt.date | None, config: Config, out: Path,
+          model_uri: str | None = None, store: Path | None = None,
+          progress=print) -> ScoreResult:
+    """Score every account active as of D; write ``out``; add the run to the score
+    history and the alerts in the metric store.
 
-    ``tables``: the folder's validated tables when the caller already loaded them (they
-    are not modified); otherwise the folder is read and validated here.
+    ``store``: the metric store file (default: ``store.duckdb`` beside ``out``).
     """
     s = config.score
     clock = time.perf_counter()
@@ -99,10 +98,14 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
         clock = time.perf_counter()
 
     playbook = load_playbook(s.playbook)
-    tables = dict(tables) if tables is not None else load_data_folder(data_dir)
-    as_of = as_of or data_end_date(tables).date()
-    metric_catalog = {m.name: m for m in catalog(config.metrics, available_columns(tables), own_columns_of(tables))}
-    accounts = tables["accounts"].set_index("account_id")
+    store = store or out.parent / "store.duckdb"
+    progress("reading the metric history")
+    book = load_book(data_dir, as_of, config, store=store, progress=progress,
+                     snapshots=lambda day: scoring_snapshots(day, config.metrics.snapshot_every_days))
+    as_of, history = book.as_of, book.history
+    metric_catalog = {m.name: m for m in catalog(config.metrics, book.columns, book.own_columns)}
+    accounts = book.accounts.set_index("account_id")
+    lap("metrics")
 
     progress("loading the model")
     registry.connect(config.model.experiment)
@@ -111,14 +114,7 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     registry.check_fingerprint(wrapped.info, config, metric_catalog.values(), f"model {uri} (version {version})")
     model, horizon = wrapped.model, wrapped.horizon_days
     lap("load")
-
-    # The monitor's view of the data, taken before the tables are staged (and freed).
-    watch = monitor.inputs_from_tables(tables, as_of, config)
-
-    progress("building the metric history")
-    history = stage_and_build(tables, as_of, config, snapshots=scoring_snapshots(
-        as_of, config.metrics.snapshot_every_days))
-    lap("metrics")
+    watch = monitor.inputs_from_book(book, config)
     missing = [c for c in model.features_ if c not in history.columns]
     if missing:
         raise HealthscoreError(
@@ -190,13 +186,11 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
     outlook = renewal_forecast_of(today, model, day, names)
     lap("prediction")
 
-    history_dir = history_dir or out.parent / "score_history"
-    # Runs sharing a score history take turns from appending to it until their outputs
-    # are written, so two runs started at once cannot interleave their history, alerts
-    # and exports.
-    with exclusive(history_dir, "the score history", progress):
-        scores, alerts, runs = _trend_and_alerts(scores, history_dir, version, s.debounce_runs,
-                                                 s.bands)
+    # Runs sharing a store take turns from appending to its score history until their
+    # outputs are written, so two runs started at once cannot interleave their history,
+    # alerts and exports; a failed run leaves the store's history as it was.
+    with metric_store.opened(store, config, progress) as kept:
+        scores, alerts, runs = _trend_and_alerts(scores, kept, s.debounce_runs, s.bands)
         lap("history")
         progress("checking freshness, coverage, drift and realised performance")
         findings = monitor.check(watch, as_of, model, version, horizon, X, health, group_of, runs,
@@ -208,9 +202,10 @@ def score(data_dir: Path, as_of: dt.date | None, config: Config, out: Path,
             write_table(scores, parquet_beside(out))
         monitor.write_findings(findings, findings_path(out))
         write_forecast(outlook, forecast_path(out))
+        write_table(alerts, alerts_path(out), spreadsheet_safe=True)
         monitor.log_findings(findings, config)
         lap("writing")
-    return ScoreResult(scores, alerts, version, history_dir, seconds, findings, outlook)
+    return ScoreResult(scores, alerts, version, store, seconds, findings, outlook)
 
 
 def renewal_forecast_of(today: pd.DataFrame, model, day: pd.Timestamp, names: pd.Series,
@@ -253,22 +248,25 @@ def scoring_snapshots(as_of: dt.date, every_days: int = 7) -> list[dt.date]:
     return [as_of - dt.timedelta(days=days), as_of]
 
 
-def backfill(data_dir: Path, as_of: dt.date | None, config: Config, out: Path, runs: int,
-             model_uri: str | None = None, history_dir: Path | None = None,
+def backfill(data_dir, as_of: dt.date | None, config: Config, out: Path, runs: int,
+             model_uri: str | None = None, store: Path | None = None,
              progress=print) -> ScoreResult:
     """Score ``runs`` snapshots a cadence apart, oldest first, ending as of D: starts a score
     history (trends, movers, alerts) for a portfolio scored for the first time. ``out``
-    holds the last run. The folder is read and validated once."""
+    holds the last run. The data is read into the store once; each run adds its dates."""
     if runs == 1:
-        return score(data_dir, as_of, config, out, model_uri, history_dir, progress)
-    tables = load_data_folder(data_dir)
-    as_of = as_of or data_end_date(tables).date()
+        return score(data_dir, as_of, config, out, model_uri, store, progress)
+    store = store or out.parent / "store.duckdb"
+    if as_of is None:
+        with metric_store.opened(store, config, progress) as kept:
+            kept.sync(data_dir, progress)
+            as_of = kept.end_date()
     every = dt.timedelta(days=config.metrics.snapshot_every_days)
     result = None
     for k in range(runs - 1, -1, -1):
         day = as_of - k * every
-        result = score(data_dir, day, config, out, model_uri, history_dir,
-                       progress=lambda m, day=day: progress(f"{day}: {m}"), tables=tables)
+        result = score(data_dir, day, config, out, model_uri, store,
+                       progress=lambda m, day=day: progress(f"{day}: {m}"))
     return result
 
 
@@ -290,13 +288,14 @@ def _actions(playbook: dict, band: str, risk_names: list[str], group_of: dict) -
     return " | ".join(steps)
 
 
-def _trend_and_alerts(scores: pd.DataFrame, history_dir: Path, version: str, debounce: int,
-                      scheme: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _trend_and_alerts(scores: pd.DataFrame, kept: metric_store.Store, debounce: int,
+                      scheme: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Append this run to the score history (idempotent per as-of date and model version),
-    add the trend columns, and rewrite the alerts of band changes that held ``debounce`` runs."""
+    add the trend columns, and set the alerts of this date: band changes that held
+    ``debounce`` runs."""
     as_of = pd.Timestamp(scores["as_of_date"].iloc[0])
-    write_table(scores[RUN_COLUMNS], run_file(history_dir, as_of, version))
-    runs = read_runs(history_dir, as_of)
+    history.append_run(kept, scores)
+    runs = history.read_runs(kept, as_of)
 
     trend = account_trends(runs, debounce)
     scores = scores.join(trend.drop(columns="alert_from"), on="account_id")
@@ -307,11 +306,6 @@ def _trend_and_alerts(scores: pd.DataFrame, history_dir: Path, version: str, deb
     alerts["direction"] = [("worse" if order.get(t, 0) < order.get(f, 0) else "better")
                            for f, t in zip(alerts["from_band"], alerts["to_band"])]
     alerts["held_runs"] = debounce
-    alerts_file = history_dir / "alerts.csv"
-    old = pd.read_csv(alerts_file, parse_dates=["as_of_date"]) if alerts_file.exists() else None
-    if old is not None:
-        old = old.loc[old["as_of_date"] != as_of]
-        alerts = pd.concat([old, alerts], ignore_index=True)
-    alerts = alerts.sort_values(["as_of_date", "account_id"], ignore_index=True)
-    write_table(alerts, alerts_file, spreadsheet_safe=True)
-    return scores, alerts.loc[alerts["as_of_date"] == as_of].reset_index(drop=True), runs
+    alerts = alerts.sort_values("account_id", ignore_index=True)
+    history.replace_alerts(kept, as_of, alerts)
+    return scores, alerts.reindex(columns=history.ALERT_COLUMNS), runs

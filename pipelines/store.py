@@ -146,7 +146,7 @@ class Store:
     @property
     def sources(self) -> list[str]:
         """The contract sources the store holds, in contract order."""
-        names = self._tables()
+        names = self.table_names()
         return [s for s in SOURCES if f"src_{s}" in names]
 
     def table(self, source: str) -> ir.Table:
@@ -261,7 +261,7 @@ class Store:
         differ as stale. Returns the number of changed keys."""
         digest = _digest_sql(name, new, self.con.sql(f"SELECT * FROM {new} LIMIT 0").columns)
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE _new_digest AS {digest}")
-        if f"_digest_{name}" in self._tables():
+        if f"_digest_{name}" in self.table_names():
             self.con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE _changes AS
                 SELECT account_id, day FROM _digest_{name} AS o
@@ -272,7 +272,7 @@ class Store:
                              "SELECT account_id, day FROM _new_digest")
         changed = self.con.execute("SELECT count(*) FROM _changes").fetchall()[0][0]
         self.con.execute(f"CREATE OR REPLACE TABLE _digest_{name} AS SELECT * FROM _new_digest")
-        if changed or f"src_{name}" not in self._tables():
+        if changed or f"src_{name}" not in self.table_names():
             self.con.execute(f"CREATE OR REPLACE TABLE src_{name} AS SELECT * FROM {new}")
         self.con.execute(f"DROP TABLE {new}")
         if changed:
@@ -289,7 +289,7 @@ class Store:
         (metric config, ``features/`` code, the sources' columns)."""
         now = self._definitions()
         row = self.con.execute("SELECT value FROM _meta WHERE key = 'definitions'").fetchall()
-        if row and row[0][0] == now and all(r in self._tables() for r in ROLLUPS):
+        if row and row[0][0] == now and all(r in self.table_names() for r in ROLLUPS):
             return
         for name in (*ROLLUPS, "peak_inputs", "metric_history"):
             self.con.execute(f"DROP TABLE IF EXISTS {name}")
@@ -420,7 +420,7 @@ class Store:
 
     def _insert(self, name: str, expr: ir.Table) -> None:
         """Append the rows of ``expr`` to table ``name`` (by column name), creating it."""
-        if name in self._tables():
+        if name in self.table_names():
             # Through Ibis, which registers the expression's in-memory tables (dates).
             # (ibis 12's overwrite=True fails on DuckDB 2.0: drop first.)
             self.con.execute("DROP TABLE IF EXISTS _insert")
@@ -435,7 +435,8 @@ class Store:
         self._temp += 1
         return self.ibis.create_table(f"_stage_{self._temp}", expr, temp=True)
 
-    def _tables(self) -> set[str]:
+    def table_names(self) -> set[str]:
+        """The store's own (not temporary) tables."""
         return {r[0] for r in self.con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
 
