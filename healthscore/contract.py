@@ -271,15 +271,22 @@ class RawSource:
         table: The table as read; CSV columns are strings, Parquet keeps its types.
         first_row_number: Number shown for the table's first row: 2 for CSV (line 1
             is the header), 1 for Parquet (row numbers).
+        numbering: ``"line"`` or ``"row"`` when ``first_row_number`` alone does not
+            say (default: ``line`` when it is 2).
     """
 
     name: str
     file: str
     table: pd.DataFrame
     first_row_number: int = 2
+    numbering: str | None = None
 
     @property
     def row_word(self) -> str:
+        """``line`` (a CSV file's line) or ``row``; ``numbering`` overrides the default
+        taken from ``first_row_number`` (a CSV tail validated alone starts later)."""
+        if self.numbering:
+            return self.numbering
         return "line" if self.first_row_number == 2 else "row"
 
 
@@ -372,18 +379,38 @@ class _Checker:
         shown: pd.Series | pd.DataFrame | None = None,
     ) -> None:
         """Record a rule broken by the rows where ``bad`` is True (or file-wide)."""
-        count, example = 1, None
-        if bad is not None:
-            bad = bad.fillna(False).astype(bool)
-            count = int(bad.sum())
-            if count == 0:
-                return
-            first = bad.index[bad.to_numpy()][0]
+        if bad is None:
+            self.record(rule, severity, reason, column)
+            return
+        bad = bad.fillna(False).astype(bool)
+        count = int(bad.sum())
+        if count == 0:
+            return
+        first = bad.index[bad.to_numpy()][0]
+        self.record(rule, severity, reason, column, count, first,
+                    None if shown is None else shown.loc[first])
+        if severity == DROP:
+            self.drop_mask |= bad
+
+    def record(
+        self,
+        rule: str,
+        severity: str,
+        reason: str,
+        column: str | None = None,
+        count: int = 1,
+        first: int | None = None,
+        shown_value: object = None,
+    ) -> None:
+        """Record a rule broken by ``count`` rows, the first at index label ``first``
+        (None: file-wide), showing ``shown_value`` (that row's value, or its values as a
+        Series) when given. The one place a problem's text is made: the pandas checks
+        above and the DuckDB checks (:mod:`pipelines.ingest`) both come here."""
+        example = None
+        if first is not None:
             example = self.row_ref(first)
-            if shown is not None:
-                example += f": {_show(shown.loc[first])}"
-            if severity == DROP:
-                self.drop_mask |= bad
+            if shown_value is not None:
+                example += f": {_show(shown_value)}"
         self.problems.append(
             Problem(self.raw.name, self.raw.file, rule, severity, reason, column, count, example)
         )
@@ -557,6 +584,27 @@ def _repeated_names(columns: list[str]) -> dict[str, list[int]]:
     return {name: found for name, found in positions.items() if len(found) > 1}
 
 
+def _check_columns(checker: _Checker, source: Source, columns: list[str]) -> None:
+    """Repeated column names and missing required columns (names already stripped)."""
+    for name, positions in _repeated_names(columns).items():
+        where = f"{', '.join(map(str, positions[:-1]))} and {positions[-1]}"
+        checker.add(
+            f"{source.name}.duplicate_column", ERROR,
+            f"{len(positions)} columns have this name (columns {where}); it is ambiguous "
+            "which one holds the values, so rename or remove all but one", name,
+        )
+    missing = [c for c in source.required_columns if c not in columns]
+    if missing:
+        hint = _delimiter_hint(columns)
+        found = ", ".join(map(repr, columns[:12]))
+        checker.add(
+            f"{source.name}.missing_column", ERROR,
+            f"required column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(map(repr, missing))} missing (found: {found})"
+            + (f"; {hint}" if hint else ""),
+        )
+
+
 def _check_source(
     raw: RawSource, account_ids: pd.Index | None, now: pd.Timestamp
 ) -> tuple[SourceReport, pd.DataFrame | None]:
@@ -568,23 +616,7 @@ def _check_source(
     table.columns = [str(c).strip() for c in table.columns]
     report = SourceReport(raw.name, raw.file, rows=len(table))
 
-    for name, positions in _repeated_names(list(table.columns)).items():
-        where = f"{', '.join(map(str, positions[:-1]))} and {positions[-1]}"
-        checker.add(
-            f"{raw.name}.duplicate_column", ERROR,
-            f"{len(positions)} columns have this name (columns {where}); it is ambiguous "
-            "which one holds the values, so rename or remove all but one", name,
-        )
-    missing = [c for c in source.required_columns if c not in table.columns]
-    if missing:
-        hint = _delimiter_hint(list(table.columns))
-        found = ", ".join(map(repr, table.columns[:12]))
-        checker.add(
-            f"{raw.name}.missing_column", ERROR,
-            f"required column{'s' if len(missing) > 1 else ''} "
-            f"{', '.join(map(repr, missing))} missing (found: {found})"
-            + (f"; {hint}" if hint else ""),
-        )
+    _check_columns(checker, source, list(table.columns))
     if checker.problems:  # the columns themselves are wrong: no row can be read right
         report.problems = checker.problems
         return report, None

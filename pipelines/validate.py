@@ -31,20 +31,52 @@ class LifecycleSummary:
     pending: int
 
 
+ENGINES = ("duckdb", "pandas")
+
+
 def check_data_folder(
-    data_dir: Path, progress: Callable[[str], None] | None = None
+    data_dir: Path,
+    progress: Callable[[str], None] | None = None,
+    engine: str = "duckdb",
+    now: pd.Timestamp | None = None,
 ) -> Validation:
-    """Read and validate every source in ``data_dir`` (never raises on bad rows)."""
-    return validate_sources(read_data_folder(data_dir), progress=progress)
+    """Read and validate every source in ``data_dir`` (never raises on bad rows).
+
+    Args:
+        data_dir: A data folder, a DuckDB database file or a database URL.
+        progress: Called with each source's name as it is checked.
+        engine: ``duckdb`` (DuckDB reads and checks the files: :mod:`pipelines.ingest`)
+            or ``pandas`` (:func:`healthscore.contract.validate_sources` on tables read
+            into pandas). Both give the same problems, drops, reports and tables.
+        now: Anything stamped after this day is in the future (default: today, UTC).
+
+    Returns:
+        The validation, with the clean tables as pandas DataFrames.
+    """
+    if engine == "pandas":
+        return validate_sources(read_data_folder(data_dir), now=now, progress=progress)
+    if engine != "duckdb":
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    import duckdb
+
+    from pipelines.ingest import fetch_tables, validate_into
+
+    con = duckdb.connect()
+    try:
+        validation = validate_into(con, data_dir, now=now, progress=progress)
+        validation.tables = fetch_tables(con, validation.tables)
+    finally:
+        con.close()
+    return validation
 
 
-def load_data_folder(data_dir: Path) -> dict[str, pd.DataFrame]:
+def load_data_folder(data_dir: Path, engine: str = "duckdb") -> dict[str, pd.DataFrame]:
     """Clean tables of ``data_dir``, with documented drops applied.
 
     Raises:
         DataContractError: The folder has contract errors (listed in the message).
     """
-    validation = check_data_folder(data_dir)
+    validation = check_data_folder(data_dir, engine=engine)
     if not validation.ok:
         lines = "\n".join(f"  - {p}" for p in validation.errors[:20])
         more = len(validation.errors) - 20
