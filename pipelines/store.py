@@ -244,17 +244,18 @@ class Store:
                              [name, path, size, mtime, digest])
 
     def _validate(self, data) -> dict[str, str]:
-        """Validate every source of ``data`` into ``new_<source>`` tables."""
-        from pipelines.validate import load_data_folder
+        """Validate every source of ``data`` in DuckDB, straight from the files, into
+        ``new_<source>`` tables (see :mod:`pipelines.ingest`).
 
-        frames = load_data_folder(data)
-        out = {}
-        for name, frame in frames.items():
-            self.con.register("_frame", frame)
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE new_{name} AS SELECT * FROM _frame")
-            self.con.unregister("_frame")
-            out[name] = f"new_{name}"
-        return out
+        Raises:
+            DataContractError: The data breaks the contract.
+        """
+        from pipelines.ingest import validate_into
+        from pipelines.validate import raise_if_broken
+
+        validation = validate_into(self.con, data, table_prefix="new_")
+        raise_if_broken(validation, data)
+        return dict(validation.tables)
 
     def _replace_source(self, name: str, new: str) -> int:
         """Swap in a source's new validated table; mark the (account, day) keys whose rows
@@ -273,8 +274,10 @@ class Store:
         changed = self.con.execute("SELECT count(*) FROM _changes").fetchall()[0][0]
         self.con.execute(f"CREATE OR REPLACE TABLE _digest_{name} AS SELECT * FROM _new_digest")
         if changed or f"src_{name}" not in self.table_names():
-            self.con.execute(f"CREATE OR REPLACE TABLE src_{name} AS SELECT * FROM {new}")
-        self.con.execute(f"DROP TABLE {new}")
+            self.con.execute(f"DROP TABLE IF EXISTS src_{name}")
+            self.con.execute(f"ALTER TABLE {new} RENAME TO src_{name}")
+        else:
+            self.con.execute(f"DROP TABLE {new}")
         if changed:
             self.con.execute("INSERT INTO _stale SELECT account_id, min(day) FROM _changes GROUP BY 1")
             if name == "events":

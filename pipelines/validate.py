@@ -77,12 +77,21 @@ def load_data_folder(data_dir: Path, engine: str = "duckdb") -> dict[str, pd.Dat
         DataContractError: The folder has contract errors (listed in the message).
     """
     validation = check_data_folder(data_dir, engine=engine)
+    raise_if_broken(validation, data_dir)
+    return validation.tables
+
+
+def raise_if_broken(validation: Validation, data_dir) -> None:
+    """Raise the contract's errors, if any, as one message (the first 20 listed).
+
+    Raises:
+        DataContractError: The validation found errors.
+    """
     if not validation.ok:
         lines = "\n".join(f"  - {p}" for p in validation.errors[:20])
         more = len(validation.errors) - 20
         extra = f"\n  ... and {more} more (run `healthscore validate`)" if more > 0 else ""
         raise DataContractError(f"{data_dir} breaks the data contract:\n{lines}{extra}")
-    return validation.tables
 
 
 def data_end_date(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
