@@ -27,7 +27,10 @@ MODEL ?=
 SCORES ?= outputs/scores.csv
 REPORT ?= outputs/report.html
 MONITOR ?= outputs/monitor.json
-HISTORY ?= $(dir $(SCORES))score_history
+# The metric store: one DuckDB file every command reads and keeps up to date (validated
+# sources, daily rollups, metric history, score history and alerts).
+STORE ?= $(dir $(SCORES))store.duckdb
+export HEALTHSCORE_STORE = $(STORE)
 BACKFILL ?=
 MLFLOW_PORT ?= 5000
 REASON ?=
@@ -61,15 +64,16 @@ install: $(STAMP) ## Create ./.venv with the pinned dependencies and the healths
 demo: install ## Run the whole pipeline on built-in demo data (from a fresh clone)
 	$(MAKE) --no-print-directory demo-data DATA=$(DEMO_DIR)
 	$(MAKE) --no-print-directory validate DATA=$(DEMO_DIR)
-	$(MAKE) --no-print-directory features DATA=$(DEMO_DIR) OUT=$(DEMO_DIR)-outputs/metric_history.parquet
-	$(MAKE) --no-print-directory train DATA=$(DEMO_DIR)
+	$(MAKE) --no-print-directory features DATA=$(DEMO_DIR) OUT=$(DEMO_DIR)-outputs/metric_history.parquet STORE=$(DEMO_DIR)-outputs/store.duckdb
+	$(MAKE) --no-print-directory train DATA=$(DEMO_DIR) STORE=$(DEMO_DIR)-outputs/store.duckdb
 	$(MAKE) --no-print-directory score DATA=$(DEMO_DIR) SCORES=$(DEMO_DIR)-outputs/scores.csv BACKFILL=4
 	$(MAKE) --no-print-directory report DATA=$(DEMO_DIR) SCORES=$(DEMO_DIR)-outputs/scores.csv REPORT=$(DEMO_DIR)-outputs/report.html
 	@echo
 	@echo ">> demo data:      $(DEMO_DIR) (ground truth in $(DEMO_DIR)-truth)"
-	@echo ">> metric history: $(DEMO_DIR)-outputs/metric_history.parquet"
+	@echo ">> metric store:   $(DEMO_DIR)-outputs/store.duckdb (sources, rollups, metric and score history, alerts)"
+	@echo ">> metric history: $(DEMO_DIR)-outputs/metric_history.parquet (an export of the store's)"
 	@echo ">> model:          MLflow store $(MLFLOW_TRACKING_URI), model 'healthscore' @champion"
-	@echo ">> scores:         $(DEMO_DIR)-outputs/scores.csv (history and alerts in $(DEMO_DIR)-outputs/score_history/)"
+	@echo ">> scores:         $(DEMO_DIR)-outputs/scores.csv (this run's alerts: scores.alerts.csv)"
 	@echo ">> forecast:       $(DEMO_DIR)-outputs/scores.forecast.json (renewals of the next three months and quarter)"
 	@echo ">> monitoring:     $(DEMO_DIR)-outputs/scores.monitor.json (and the MLflow experiment healthscore-monitoring)"
 	@echo ">> report:         $(DEMO_DIR)-outputs/report.html (open it in a browser)"
@@ -97,8 +101,8 @@ retrain: install ## Validate DATA, retrain on the newest outcomes; the gate deci
 score: install ## Score DATA as of AS_OF with the champion (or MODEL=uri) into SCORES (BACKFILL=n weekly runs)
 	$(HS) score --data $(DATA) --out $(SCORES) $(if $(AS_OF),--as-of $(AS_OF)) $(if $(MODEL),--model $(MODEL)) $(if $(BACKFILL),--backfill $(BACKFILL)) $(if $(CONFIG),--config $(CONFIG))
 
-monitor: install ## Freshness, coverage, drift and realised performance of DATA's scores (AS_OF, MODEL, HISTORY) into MONITOR
-	$(HS) monitor --data $(DATA) --out $(MONITOR) $(if $(AS_OF),--as-of $(AS_OF)) $(if $(MODEL),--model $(MODEL)) $(if $(HISTORY),--history $(HISTORY)) $(if $(CONFIG),--config $(CONFIG))
+monitor: install ## Freshness, coverage, drift and realised performance of DATA's scores (AS_OF, MODEL, STORE) into MONITOR
+	$(HS) monitor --data $(DATA) --out $(MONITOR) $(if $(AS_OF),--as-of $(AS_OF)) $(if $(MODEL),--model $(MODEL)) $(if $(CONFIG),--config $(CONFIG))
 
 report: install ## The HTML portfolio report and health cards of SCORES (DATA) into REPORT
 	$(HS) report --data $(DATA) --scores $(SCORES) --out $(REPORT) $(if $(CONFIG),--config $(CONFIG))
@@ -139,5 +143,8 @@ lock: ## Re-resolve the dependencies and rewrite requirements.lock
 	.lock-venv/bin/pip freeze --exclude-editable | grep -v '^healthscore' > requirements.lock
 	rm -rf .lock-venv
 
-clean: ## Remove generated data and outputs (keeps .venv)
+clean: ## Remove generated data and outputs, metric stores included (keeps .venv)
 	rm -rf data outputs test-artifacts .pytest_cache
+	@echo ">> removed data/ and outputs/, with the metric stores in them (outputs/store.duckdb, data/demo-outputs/store.duckdb)"
+	@case "$(abspath $(STORE))" in $(CURDIR)/outputs/*|$(CURDIR)/data/*) ;; \
+	*) echo ">> kept the metric store $(STORE) (STORE points outside data/ and outputs/: delete it yourself)";; esac

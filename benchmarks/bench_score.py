@@ -85,9 +85,9 @@ def _score_one(data: Path, uri: str, workdir: Path) -> dict:
 
     events = pq.ParquetFile(data / "events.parquet").metadata.num_rows
     out = workdir / f"scores-{data.name}.parquet"
-    history = workdir / f"history-{data.name}"
+    store = workdir / f"store-{data.name}.duckdb"
     start = time.perf_counter()
-    result = score(data, None, Config(), out, model_uri=uri, history_dir=history,
+    result = score(data, None, Config(), out, model_uri=uri, store=store,
                    progress=lambda m: None)
     wall = time.perf_counter() - start
     row = {"book": data.name, "events": events, "scored": len(result.scores),
@@ -117,10 +117,8 @@ def main() -> None:
     rows = []
     for n in args.accounts:
         data = _book(args.workdir, n, args.max_users)
-        # A fresh score history per run: the benchmark times a first run of that date.
-        for old in (args.workdir / f"history-{data.name}").glob("**/*"):
-            if old.is_file():
-                old.unlink()
+        # An empty metric store per run: the benchmark times a first run of that date.
+        (args.workdir / f"store-{data.name}.duckdb").unlink(missing_ok=True)
         child = subprocess.run([sys.executable, __file__, "--workdir", str(args.workdir),
                                 "--train-accounts", str(args.train_accounts), "--one", str(data)],
                                cwd=ROOT, capture_output=True, text=True)

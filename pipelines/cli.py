@@ -309,11 +309,10 @@ def features(
         history = build_features(data, out_file, parse_as_of(as_of), cfg, memory_limit,
                                  progress=lambda line: out.print(line.capitalize(), highlight=False),
                                  store=_store(store))
-    dates = history["as_of_date"]
     out.print(
-        f"Metric history: {len(history):,} rows ({history['account_id'].nunique():,} accounts x "
-        f"{dates.nunique()} snapshots, {dates.min().date()} to {dates.max().date()}), "
-        f"{len(history.columns) - 2} metrics -> {out_file}"
+        f"Metric history: {history['rows']:,} rows ({history['accounts']:,} accounts x "
+        f"{history['dates']} snapshots, {history['first']:%Y-%m-%d} to {history['last']:%Y-%m-%d}), "
+        f"{history['metrics']} metrics -> {out_file}"
     )
 
 

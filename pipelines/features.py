@@ -292,23 +292,42 @@ def _size(text: str) -> str:
 
 
 def build_features(
-    data_dir: Path, out: Path, as_of: dt.date | None, config: Config,
+    data_dir, out: Path, as_of: dt.date | None, config: Config,
     memory_limit: str | None = None, progress: Callable[[str], None] | None = None,
     store: Path | None = None,
-) -> pd.DataFrame:
-    """Bring the metric store up to ``data_dir``, and write the metric history as of
-    ``as_of`` to ``out`` (an export: the stages read the store, not this file).
+) -> dict:
+    """Bring the metric store up to ``data_dir`` and export the metric history as of
+    ``as_of`` to ``out`` (the stages read the store, not this file).
 
-    ``progress`` hears, once, each metric the data cannot support and why.
+    On DuckDB the history goes from the store to the file without passing through
+    pandas. ``progress`` hears, once, each metric the data cannot support and why.
+
+    Returns:
+        The export's size: rows, accounts, dates, first and last date, metrics.
     """
+    say = progress or print
     if memory_limit:
         config = config.model_copy(update={"engine": config.engine.model_copy(
             update={"memory_limit": memory_limit})})
-    book = load_book(data_dir, as_of, config, store=store, progress=progress)
-    for line in book.not_built(config):
-        (progress or print)(f"not built: {line}")
-    write_table(book.history, out)
-    return book.history
+    if config.engine.name == "spark":
+        book = load_book(data_dir, as_of, config)
+        for line in book.not_built(config):
+            say(f"not built: {line}")
+        write_table(book.history, out)
+        dates = book.history["as_of_date"]
+        return {"rows": len(book.history), "accounts": book.history["account_id"].nunique(),
+                "dates": dates.nunique(), "first": dates.min(), "last": dates.max(),
+                "metrics": len(book.history.columns) - 2}
+    from pipelines import store as metric_store
+
+    with _store_file(store) as path, metric_store.opened(path, config, progress) as s:
+        s.sync(data_dir, progress)
+        as_of = as_of or s.end_date()
+        dates, peaks = history_dates(as_of, s.first_day(), config)
+        s.ensure(dates, peaks, progress)
+        for line in not_built(config.metrics, s.columns(), s.own_columns()):
+            say(f"not built: {line}")
+        return s.export_history(Path(out), dates)
 
 
 def stage_and_build(tables: dict[str, pd.DataFrame], as_of: dt.date, config: Config,

@@ -162,7 +162,7 @@ def summary(findings: dict) -> list[str]:
                      f"{last['as_of_date']}: ROC-AUC {auc}, predicted {last['mean_predicted']:.1%} "
                      f"vs observed {last['observed_rate']:.1%} churn")
     elif findings.get("history_runs") is None:
-        lines.append("realised: no score history given (--history DIR)")
+        lines.append("realised: no score history (the metric store has no scored run yet)")
     else:
         lines.append(f"realised: none of the {findings['history_runs']} score run(s) in the "
                      "history has known outcomes yet")

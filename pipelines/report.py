@@ -78,7 +78,7 @@ def report(scores_file: Path, data_dir, out: Path, config: Config,
                      history_days=CARD_WEEKS * config.metrics.snapshot_every_days)
     with metric_store.opened(store, config, progress) as kept:
         runs = read_runs(kept, as_of)
-    freshness = _freshness(book, as_of)
+    freshness = _freshness(book.record_days, book.rows, as_of)
     metric_catalog = {m.name: m for m in catalog(config.metrics, book.columns, book.own_columns)}
     metrics = book.history
 
@@ -243,10 +243,10 @@ def _findings(scores_file: Path) -> dict | None:
         raise HealthscoreError(f"{path}: cannot read the monitoring findings ({exc})") from None
 
 
-def _freshness(book, as_of: pd.Timestamp) -> list[dict]:
+def _freshness(record_days: dict, rows: dict[str, int], as_of: pd.Timestamp) -> list[dict]:
     """The last record of each source with rows against the as-of date (the monitor's
     numbers: :func:`models.monitoring.source_recency`)."""
-    recency = source_recency(book.record_days, book.rows, as_of)
+    recency = source_recency(record_days, rows, as_of)
     shown = recency.loc[recency["rows"] > 0, ["source", "rows", "last_record", "days_behind"]]
     return shown.to_dict("records")
 

@@ -98,6 +98,13 @@ def score(data_dir, as_of: dt.date | None, config: Config, out: Path,
         clock = time.perf_counter()
 
     playbook = load_playbook(s.playbook)
+    progress("loading the model")
+    registry.connect(config.model.experiment)
+    uri = model_uri or f"models:/{config.model.registered_model}@{registry.CHAMPION}"
+    wrapped, version = registry.load(uri)
+    model, horizon = wrapped.model, wrapped.horizon_days
+    lap("load")
+
     store = store or out.parent / "store.duckdb"
     progress("reading the metric history")
     book = load_book(data_dir, as_of, config, store=store, progress=progress,
@@ -105,15 +112,9 @@ def score(data_dir, as_of: dt.date | None, config: Config, out: Path,
     as_of, history = book.as_of, book.history
     metric_catalog = {m.name: m for m in catalog(config.metrics, book.columns, book.own_columns)}
     accounts = book.accounts.set_index("account_id")
+    registry.check_fingerprint(wrapped.info, config, metric_catalog.values(), f"model {uri} (version {version})")
     lap("metrics")
 
-    progress("loading the model")
-    registry.connect(config.model.experiment)
-    uri = model_uri or f"models:/{config.model.registered_model}@{registry.CHAMPION}"
-    wrapped, version = registry.load(uri)
-    registry.check_fingerprint(wrapped.info, config, metric_catalog.values(), f"model {uri} (version {version})")
-    model, horizon = wrapped.model, wrapped.horizon_days
-    lap("load")
     watch = monitor.inputs_from_book(book, config)
     missing = [c for c in model.features_ if c not in history.columns]
     if missing:

@@ -419,6 +419,36 @@ class Store:
         history["as_of_date"] = pd.to_datetime(history["as_of_date"]).astype("datetime64[us]")
         return history
 
+    def export_history(self, out: Path, snapshots: Sequence[dt.date]) -> dict:
+        """Write the stored metric history at ``snapshots`` to ``out`` (Parquet, CSV or
+        CSV.gz by extension) straight from DuckDB, atomically: the history never passes
+        through pandas. Returns its size (rows, accounts, dates, first, last, metrics)."""
+        from pipelines.io import SUFFIXES, atomic_path, provenance
+
+        suffix = ".csv.gz" if out.name.endswith(".csv.gz") else out.suffix
+        if suffix not in SUFFIXES:
+            raise HealthscoreError(
+                f"{out}: unsupported output format '{suffix}'; use .parquet, .csv or .csv.gz")
+        self.con.execute("CREATE OR REPLACE TEMP TABLE _export_dates AS "
+                         "SELECT unnest(?::DATE[]) AS as_of_date", [list(snapshots)])
+        query = ("SELECT * REPLACE (CAST(as_of_date AS TIMESTAMP) AS as_of_date) FROM metric_history "
+                 "WHERE as_of_date IN (SELECT as_of_date FROM _export_dates) "
+                 "ORDER BY account_id, as_of_date")
+        if suffix == ".parquet":
+            meta = _sql_text(json.dumps(provenance(), sort_keys=True))
+            options = f"FORMAT parquet, KV_METADATA {{healthscore: '{meta}'}}"
+        else:
+            options = "FORMAT csv, HEADER" + (", COMPRESSION gzip" if suffix == ".csv.gz" else "")
+        with atomic_path(out) as tmp:
+            self.con.execute(f"COPY ({query}) TO '{_sql_text(str(tmp))}' ({options})")
+        rows, accounts, dates, first, last = self.con.execute(
+            "SELECT count(*), count(DISTINCT account_id), count(DISTINCT as_of_date), "
+            "min(as_of_date), max(as_of_date) FROM metric_history "
+            "WHERE as_of_date IN (SELECT as_of_date FROM _export_dates)").fetchall()[0]
+        metrics = len(self.con.sql("SELECT * FROM metric_history LIMIT 0").columns) - 2
+        return {"rows": rows, "accounts": accounts, "dates": dates, "first": first, "last": last,
+                "metrics": metrics}
+
     # -- helpers -------------------------------------------------------------------------
 
     def _insert(self, name: str, expr: ir.Table) -> None:

@@ -16,6 +16,13 @@ settings.register_profile("ci", max_examples=60, derandomize=True)
 settings.register_profile("deep", max_examples=3000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
 
+@pytest.fixture(autouse=True)
+def _own_metric_store(tmp_path_factory, monkeypatch):
+    """Commands run without --store use a store of this test's own (never the default
+    outputs/store.duckdb of the folder the tests run in)."""
+    monkeypatch.setenv("HEALTHSCORE_STORE", str(tmp_path_factory.mktemp("store") / "store.duckdb"))
+
+
 # Three accounts, every source, every value valid. Tests break one thing at a time.
 VALID_FOLDER: dict[str, str] = {
     "accounts.csv": """account_id,created_at,name,segment,industry,csm

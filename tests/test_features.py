@@ -353,16 +353,19 @@ def test_past_contraction_or_expansion_hand_computed():
     assert pd.isna(at_d.loc["b", "arr_change_365d"])  # no term a year earlier: unknown
 
 
-def test_staged_parquet_path_equals_in_memory_path(tmp_path, data_folder):
+def test_the_store_export_equals_the_in_memory_path(tmp_path, data_folder):
     from pipelines.features import build_features
     from pipelines.validate import load_data_folder
 
     folder = data_folder()
     as_of = dt.date(2024, 3, 15)
-    staged = build_features(folder, tmp_path / "h.parquet", as_of, Config(), memory_limit="1GB")
+    size = build_features(folder, tmp_path / "h.parquet", as_of, Config(), memory_limit="1GB")
     in_memory = compute_metric_history(load_data_folder(folder), as_of, Config())
-    pd.testing.assert_frame_equal(staged, in_memory)
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "h.parquet"), staged)
+    # The export, written by DuckDB from the store, is the in-memory engine's history.
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "h.parquet"), in_memory)
+    assert size["rows"] == len(in_memory) and size["metrics"] == len(in_memory.columns) - 2
+    build_features(folder, tmp_path / "h.csv", as_of, Config())
+    assert pd.read_csv(tmp_path / "h.csv").shape == in_memory.shape
 
 
 def test_cli_features_rejects_a_bad_memory_limit(tmp_path, data_folder):

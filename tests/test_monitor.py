@@ -74,7 +74,7 @@ def test_stale_source_and_injected_drift_are_flagged_and_a_clean_run_is_not(setu
     root, data, as_of = setup
     # A clean scoring run eight weeks before the training date: no false alarm.
     clean = score(data, as_of - dt.timedelta(days=56), CONFIG, tmp_path / "clean.csv",
-                  history_dir=tmp_path / "h", progress=lambda m: None).monitor
+                  store=tmp_path / "h.duckdb", progress=lambda m: None).monitor
     assert clean["ok"], clean["alerts"]
     assert json.loads((tmp_path / "clean.monitor.json").read_text()) == clean
     assert {f["source"] for f in clean["freshness"]} >= {"events", "tickets"}
@@ -114,12 +114,12 @@ def test_monitoring_as_of_d_ignores_data_after_d_and_reports_matured_runs(setup,
     day = as_of - dt.timedelta(days=35)
     # A run old enough for its 90-day outcomes to be known 30 days (grace) before D.
     old = day - dt.timedelta(days=126)
-    score(data, old, CONFIG, tmp_path / "old.csv", history_dir=tmp_path / "h", progress=lambda m: None)
-    full = monitor.run(data, day, CONFIG, tmp_path / "full.json", history_dir=tmp_path / "h",
+    score(data, old, CONFIG, tmp_path / "old.csv", store=tmp_path / "h.duckdb", progress=lambda m: None)
+    full = monitor.run(data, day, CONFIG, tmp_path / "full.json", store=tmp_path / "h.duckdb",
                        progress=lambda m: None)
     _truncated(data, tmp_path / "until-d", day)
     cut = monitor.run(tmp_path / "until-d", day, CONFIG, tmp_path / "cut.json",
-                      history_dir=tmp_path / "h", progress=lambda m: None)
+                      store=tmp_path / "h.duckdb", progress=lambda m: None)
     assert full == cut
     assert [p["as_of_date"] for p in full["performance"]] == [old.isoformat()]
     realised = full["performance"][0]
@@ -135,12 +135,12 @@ def test_report_and_monitor_share_one_freshness():
     from pipelines.report import _freshness
 
     t = pd.Timestamp
-    tables = {"accounts": pd.DataFrame({"created_at": [t("2025-01-01")]}),
-              "events": pd.DataFrame({"timestamp": [t("2026-09-28 23:59"), t("2026-10-01")]}),
-              "tickets": pd.DataFrame({"created_at": pd.to_datetime([])})}
+    days = {"accounts": [t("2025-01-01")], "events": [t("2026-09-28 23:59"), t("2026-10-01")],
+            "tickets": []}
+    rows = {"accounts": 1, "events": 2, "tickets": 0}
     day = t("2026-09-30")
-    recency = monitoring.source_recency(tables, day)
-    assert _freshness(tables, day) == [
+    recency = monitoring.source_recency(days, rows, day)
+    assert _freshness(days, rows, day) == [
         {"source": "accounts", "rows": 1, "last_record": t("2025-01-01"), "days_behind": 637},
         {"source": "events", "rows": 2, "last_record": t("2026-09-28"), "days_behind": 2}]
     feeds = recency.loc[~recency["source"].isin(NOT_FEEDS)]

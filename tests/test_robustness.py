@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 from healthscore.config import Config
 from pipelines.cli import app
 from pipelines.io import exclusive
-from pipelines.history import read_runs
+from pipelines import store as metric_store
+from pipelines.history import read_alerts, read_runs
 from pipelines.score import score
 
 CONFIG = Config()
@@ -61,7 +62,7 @@ def test_same_data_config_and_seed_give_byte_identical_outputs(setup, tmp_path):
     outputs = []
     for name in ("a", "b"):
         result = score(data, as_of, CONFIG, tmp_path / name / "scores.csv",
-                       history_dir=tmp_path / name / "history", progress=lambda m: None)
+                       progress=lambda m: None)
         outputs.append(result)
     for file in ("scores.csv", "scores.parquet", "scores.monitor.json"):
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes(), file
@@ -103,9 +104,9 @@ def test_killed_runs_leave_outputs_history_and_registry_usable(setup, tmp_path):
     store = tmp_path / "mlflow.db"
     shutil.copy(root / "mlflow.db", store)  # kills must not touch the shared store
     env = _env(store)
-    out, history = tmp_path / "out" / "scores.csv", tmp_path / "out" / "history"
+    out, history = tmp_path / "out" / "scores.csv", tmp_path / "out" / "store.duckdb"
     first = subprocess.run([*HS, "score", "--data", str(data), "--out", str(out),
-                            "--history", str(history)], env=env, capture_output=True, text=True)
+                            "--store", str(history)], env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     before = out.read_bytes()
     rows = len(pd.read_csv(out))
@@ -113,7 +114,8 @@ def test_killed_runs_leave_outputs_history_and_registry_usable(setup, tmp_path):
     # are byte-reproducible, and the later day in the shared history is not read).
     week_ago = str(as_of - dt.timedelta(days=7))
     whole = subprocess.run([*HS, "score", "--data", str(data), "--out", str(tmp_path / "whole.csv"),
-                            "--as-of", week_ago], env=env, capture_output=True, text=True)
+                            "--as-of", week_ago, "--store", str(tmp_path / "whole.duckdb")],
+                           env=env, capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr
     after = (tmp_path / "whole.csv").read_bytes()
     assert after != before
@@ -121,7 +123,7 @@ def test_killed_runs_leave_outputs_history_and_registry_usable(setup, tmp_path):
     # Kill `score` at moments spread over its run (a run takes about 10 s here).
     for delay in (1.0, 3.5, 6.0, 8.0, 9.5):
         run = subprocess.Popen([*HS, "score", "--data", str(data), "--out", str(out),
-                                "--history", str(history), "--as-of", week_ago],
+                                "--store", str(history), "--as-of", week_ago],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         run.send_signal(signal.SIGKILL)
@@ -129,22 +131,24 @@ def test_killed_runs_leave_outputs_history_and_registry_usable(setup, tmp_path):
         # The CRM file is the old one or a whole new one, never a torn one.
         now = out.read_bytes()
         assert now in (before, after), f"scores.csv torn after {delay} s: {len(now)} bytes"
-        # Every history file is whole, and the history (alerts included) reads.
-        for file in history.glob("as_of=*/model=*.parquet"):
-            pq.read_table(file)
-        read_runs(history, pd.Timestamp(as_of))
-        pd.read_csv(history / "alerts.csv")
+        # The store is as a run left it or as it was: it opens, and the history (alerts
+        # included) reads.
+        with metric_store.opened(history, CONFIG) as kept:
+            read_runs(kept, pd.Timestamp(as_of))
+            read_alerts(kept)
 
     # Kill `train` and `report` mid-run: the champion still loads and scores; the old
     # report is intact.
     report = tmp_path / "out" / "report.html"
     done = subprocess.run([*HS, "report", "--data", str(data), "--scores", str(out), "--out",
-                           str(report)], env=env, capture_output=True, text=True)
+                           str(report), "--store", str(history)], env=env, capture_output=True,
+                          text=True)
     assert done.returncode == 0, done.stderr
     page = report.read_bytes()
-    for command, delay in ((["report", "--data", str(data), "--scores", str(out), "--out", str(report)], 4.0),
-                           (["train", "--data", str(data)], 12.0),
-                           (["train", "--data", str(data)], 25.0)):
+    for command, delay in ((["report", "--data", str(data), "--scores", str(out), "--out", str(report),
+                             "--store", str(history)], 4.0),
+                           (["train", "--data", str(data), "--store", str(history)], 12.0),
+                           (["train", "--data", str(data), "--store", str(history)], 25.0)):
         run = subprocess.Popen([*HS, *command], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
         time.sleep(delay)
@@ -152,7 +156,7 @@ def test_killed_runs_leave_outputs_history_and_registry_usable(setup, tmp_path):
         run.wait()
     assert report.read_bytes() == page
     again = subprocess.run([*HS, "score", "--data", str(data), "--out", str(out),
-                            "--history", str(history)], env=env, capture_output=True, text=True)
+                            "--store", str(history)], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     _scores_are_whole(out, rows)
     # The same day scored again after all the kills: the same scores as the first run.
@@ -170,20 +174,19 @@ def test_two_runs_at_once_share_a_score_history_safely(setup, tmp_path):
     store = tmp_path / "mlflow.db"
     shutil.copy(root / "mlflow.db", store)
     env = _env(store)
-    history = tmp_path / "history"
+    history = tmp_path / "store.duckdb"
     days = [as_of - dt.timedelta(days=7), as_of]
     runs = [subprocess.Popen([*HS, "score", "--data", str(data), "--out", str(tmp_path / f"s{i}.csv"),
-                              "--history", str(history), "--as-of", str(day)],
+                              "--store", str(history), "--as-of", str(day)],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for i, day in enumerate(days)]
     for run in runs:
         _, err = run.communicate(timeout=300)
         assert run.returncode == 0, err
-    files = sorted(history.glob("as_of=*/model=*.parquet"))
-    assert len(files) == 2
-    both = read_runs(history, pd.Timestamp(as_of))
+    with metric_store.opened(history, CONFIG) as kept:
+        both = read_runs(kept, pd.Timestamp(as_of))
+        read_alerts(kept)
     assert set(both["as_of_date"]) == {pd.Timestamp(d) for d in days}
     for i, day in enumerate(days):
         frame = pd.read_csv(tmp_path / f"s{i}.csv")
         assert set(frame["as_of_date"]) == {str(day)}
-    pd.read_csv(history / "alerts.csv")

@@ -125,22 +125,32 @@ def test_drivers_add_up_to_the_gap_from_the_reference(scored):
     assert re.search(r"\(−\d+(\.\d)? points?\)", worst["drivers"]), worst["drivers"]
 
 
+def _stored(store: Path, as_of: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from pipelines import store as metric_store
+    from pipelines.history import read_alerts, read_runs
+
+    with metric_store.opened(store, CONFIG) as kept:
+        return read_runs(kept, pd.Timestamp(as_of)), read_alerts(kept)
+
+
 def test_scoring_the_same_day_twice_changes_nothing(setup):
     root, _, as_of = setup
     first = run(setup, as_of, "twice.csv")
-    files = sorted((root / "out" / "score_history").rglob("*.parquet"))
-    assert files  # the runs keep their history there, so the comparison below means something
+    runs, alerts = _stored(root / "out" / "store.duckdb", as_of)
+    assert (runs["as_of_date"] == pd.Timestamp(as_of)).sum() == len(first)  # the run is kept
     second = run(setup, as_of, "twice.csv")
     pd.testing.assert_frame_equal(first, second)
-    assert sorted((root / "out" / "score_history").rglob("*.parquet")) == files
+    again, alerts_again = _stored(root / "out" / "store.duckdb", as_of)
+    pd.testing.assert_frame_equal(runs, again)
+    pd.testing.assert_frame_equal(alerts, alerts_again)
 
 
 @pytest.mark.slow
 def test_trend_and_debounced_alerts_over_runs(setup):
     root, data, as_of = setup
-    history = root / "trend"
+    store = root / "trend.duckdb"
     runs = [score(data, as_of - dt.timedelta(days=d), CONFIG, root / "out" / f"t{d}.csv",
-                  history_dir=history, progress=lambda m: None) for d in (14, 7, 0)]
+                  store=store, progress=lambda m: None) for d in (14, 7, 0)]
     last, previous = runs[-1].scores.set_index("account_id"), runs[-2].scores.set_index("account_id")
     both = last.index.intersection(previous.index)
     change = (last.loc[both, "health_score"] - previous.loc[both, "health_score"]).dropna()
@@ -153,10 +163,13 @@ def test_trend_and_debounced_alerts_over_runs(setup):
     held = bands.loc[(bands["second"] == bands["last"]) & (bands["first"] != bands["last"])]
     expected = set(zip(held.index, [pd.Timestamp(as_of)] * len(held), held["first"], held["last"]))
     assert expected, "the book has no band change that held two runs: nothing is tested"
-    alerts = pd.read_csv(history / "alerts.csv", parse_dates=["as_of_date"])
+    alerts = _stored(store, as_of)[1]
     assert set(zip(alerts["account_id"], alerts["as_of_date"], alerts["from_band"],
                    alerts["to_band"])) == expected
     assert len(alerts) == len(expected)
+    # This run's alerts are also a file beside its scores.
+    exported = pd.read_csv(root / "out" / "t0.alerts.csv", parse_dates=["as_of_date"])
+    assert len(exported) == len(expected)
 
 
 def test_crm_csv_neutralises_formulas(setup, scored):
@@ -186,14 +199,14 @@ def test_metrics_that_do_not_match_the_model_are_a_clear_error(setup, tmp_path):
 
 
 def test_the_newest_model_version_wins_a_day_by_number_not_text(tmp_path):
-    from pipelines.io import write_table
-    from pipelines.history import read_runs
+    from pipelines import store as metric_store
+    from pipelines.history import append_run, read_runs
 
     day = pd.Timestamp("2026-09-30")
-    for version, health in (("9", 40.0), ("10", 70.0)):
-        write_table(pd.DataFrame({"account_id": ["a"], "as_of_date": [day], "health_score": [health],
-                                  "band": ["x"], "model_version": [version],
-                                  "churn_probability": [0.1]}),
-                    tmp_path / f"as_of={day:%Y-%m-%d}" / f"model={version}.parquet")
-    runs = read_runs(tmp_path, day)
+    with metric_store.opened(tmp_path / "store.duckdb", CONFIG) as kept:
+        for version, health in (("9", 40.0), ("10", 70.0)):
+            append_run(kept, pd.DataFrame({"account_id": ["a"], "as_of_date": [day],
+                                           "health_score": [health], "band": ["x"],
+                                           "model_version": [version], "churn_probability": [0.1]}))
+        runs = read_runs(kept, day)
     assert runs["model_version"].tolist() == ["10"] and runs["health_score"].tolist() == [70.0]

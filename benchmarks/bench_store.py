@@ -1,0 +1,140 @@
+"""The weekly scoring job with the metric store: `healthscore score` as a user runs it.
+
+    .venv/bin/python benchmarks/bench_store.py --accounts 100000 --workdir /tmp/score-books
+
+On the bench_score book (``benchmarks/bench_score.py``: 14 months of a small-business
+book, 100,000 accounts, 43 M usage rows in events.parquet) and a model fitted once on a
+2,000-account demo book (not timed), three runs of the installed command, each in its
+own process, with its wall time and peak RSS (``os.wait4``):
+
+1. **first run**: the whole book, an empty store (what a new user's first run costs);
+2. **last week**: the book cut a week earlier (every source up to D - 7), an empty store;
+3. **next week**: the whole book on the store run 2 left: the weekly job.
+
+Beside them, plain DuckDB SQL on the same file: the 43 M rows grouped by account and
+day (the engine's first step), and read into a table (what the store's validation
+must at least do). Results: benchmarks/results/store.csv, and docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import bench_score  # noqa: E402  (the book and the model)
+
+
+def _cut(book: Path, out: Path, day: dt.date) -> Path:
+    """The book as exported a week earlier: every source's rows dated up to ``day``."""
+    import duckdb
+
+    from healthscore.contract import SOURCES
+
+    if (out / "_done").exists():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    con = duckdb.connect()
+    for file in sorted(book.iterdir()):
+        name = file.name.split(".")[0]
+        if name not in SOURCES:
+            continue
+        column = SOURCES[name].date_column
+        if file.suffix == ".parquet":
+            con.execute(f"COPY (SELECT * FROM read_parquet('{file}') WHERE CAST({column} AS DATE) "
+                        f"<= DATE '{day}') TO '{out / file.name}' (FORMAT parquet)")
+        else:
+            reader = f"read_csv('{file}', all_varchar = true, header = true)"
+            compression = ", COMPRESSION gzip" if file.name.endswith(".gz") else ""
+            con.execute(f"COPY (SELECT * FROM {reader} WHERE CAST({column} AS DATE) <= DATE '{day}') "
+                        f"TO '{out / file.name}' (FORMAT csv, HEADER{compression})")
+    (out / "_done").touch()
+    return out
+
+
+def _command(data: Path, out: Path, store: Path, uri: str, workdir: Path) -> dict:
+    """One `healthscore score` in its own process: wall time, peak RSS, exit code."""
+    hs = Path(sys.executable).with_name("healthscore")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
+    start = time.perf_counter()
+    proc = subprocess.Popen([str(hs), "score", "--data", str(data), "--out", str(out),
+                             "--store", str(store), "--model", uri],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    code = os.waitstatus_to_exitcode(status)
+    if code:
+        sys.exit(f"healthscore score failed ({code}):\n{stderr[-3000:]}\n{stdout[-2000:]}")
+    return {"wall_s": round(wall, 1), "peak_rss_gb": round(usage.ru_maxrss / 1e6, 2)}
+
+
+def _plain(book: Path) -> dict:
+    """Plain DuckDB on the same events file, in this process."""
+    import duckdb
+
+    con = duckdb.connect()
+    events = book / "events.parquet"
+    start = time.perf_counter()
+    con.execute(f"SELECT account_id, CAST(timestamp AS DATE) AS day, sum(coalesce(count, 1)) "
+                f"FROM read_parquet('{events}') GROUP BY ALL").fetchall()
+    grouped = time.perf_counter() - start
+    start = time.perf_counter()
+    con.execute(f"CREATE TABLE e AS SELECT * FROM read_parquet('{events}')")
+    loaded = time.perf_counter() - start
+    rows = con.execute("SELECT count(*) FROM e").fetchall()[0][0]
+    return {"events": rows, "plain_group_by_day_s": round(grouped, 1),
+            "plain_load_s": round(loaded, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--accounts", type=int, default=100000)
+    parser.add_argument("--max-users", type=int, default=5)
+    parser.add_argument("--train-accounts", type=int, default=2000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/score-books"))
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "store.csv")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{args.workdir / 'mlflow.db'}"
+    uri = bench_score._model_uri(args.workdir, args.train_accounts)
+    book = bench_score._book(args.workdir, args.accounts, args.max_users)
+    end = dt.date(2026, 9, 30)
+    earlier = _cut(book, args.workdir / f"{book.name}-week-before", end - dt.timedelta(days=7))
+    runs = args.workdir / "store-runs"
+    shutil.rmtree(runs, ignore_errors=True)
+    runs.mkdir()
+    rows = []
+    for label, data, store in (("first run, empty store", book, runs / "first.duckdb"),
+                               ("last week, empty store", earlier, runs / "weekly.duckdb"),
+                               ("next week, same store", book, runs / "weekly.duckdb")):
+        print(f"{label} ...", flush=True)
+        row = {"run": label, "accounts": args.accounts,
+               **_command(data, runs / f"{store.stem}.csv", store, uri, args.workdir)}
+        row["store_gb"] = round(store.stat().st_size / 1e9, 2)
+        print(row, flush=True)
+        rows.append(row)
+    plain = _plain(book)
+    print(plain, flush=True)
+    rows = [{**r, **plain} for r in rows]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
