@@ -67,6 +67,11 @@ class EngineConfig(BaseModel):
         "2g", pattern=r"(?i)^\d+[kmgt]$", description="spark.driver.memory (local mode's whole heap).")
     spark_shuffle_partitions: int = Field(
         8, ge=1, description="spark.sql.shuffle.partitions: 8 suits one machine; raise it on a cluster.")
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="Any other Spark settings, set on the session as given (after the ones "
+        "above, so they win). On a cluster, e.g. spark.executor.memory, spark.pyspark.python "
+        "or spark.executorEnv.PYTHONPATH.")
 
 
 class ModelConfig(BaseModel):

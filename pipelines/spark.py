@@ -79,16 +79,19 @@ def session(engine: EngineConfig, app: str = "healthscore"):
         # workers' Python is the cluster's (see docs/spark.md).
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    settings = {"spark.sql.session.timeZone": "UTC",
+                "spark.driver.memory": engine.spark_driver_memory,
+                "spark.sql.shuffle.partitions": str(engine.spark_shuffle_partitions),
+                "spark.sql.execution.arrow.pyspark.enabled": "true",
+                "spark.ui.enabled": "false",
+                "spark.ui.showConsoleProgress": "false",
+                "spark.sql.warehouse.dir": tempfile.mkdtemp(prefix="healthscore-spark-"),
+                **engine.spark_conf}
     try:
-        spark = (SparkSession.builder.master(engine.spark_master).appName(app)
-                 .config("spark.sql.session.timeZone", "UTC")
-                 .config("spark.driver.memory", engine.spark_driver_memory)
-                 .config("spark.sql.shuffle.partitions", str(engine.spark_shuffle_partitions))
-                 .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-                 .config("spark.ui.enabled", "false")
-                 .config("spark.ui.showConsoleProgress", "false")
-                 .config("spark.sql.warehouse.dir", tempfile.mkdtemp(prefix="healthscore-spark-"))
-                 .getOrCreate())
+        builder = SparkSession.builder.master(engine.spark_master).appName(app)
+        for key, value in settings.items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
     except Exception as exc:  # py4j/JVM start-up failures have no common base class
         raise HealthscoreError(f"cannot start Spark at {engine.spark_master}: "
                                f"{str(exc).splitlines()[0][:300]}") from None
