@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
 from pydantic import ValidationError
 
-from healthscore.config import Config
+from healthscore.config import Config, EngineConfig
 from healthscore.errors import HealthscoreError
 
 
@@ -34,3 +35,21 @@ def load_config(path: Path | None) -> Config:
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
         )
         raise HealthscoreError(f"{path}: invalid config: {problems}") from None
+
+
+def memory_size(text: str) -> str:
+    """A DuckDB memory size such as ``2GB`` or ``512MB``, checked by the config's rule
+    (it goes into SQL); ``auto`` is half of the physical memory.
+
+    >>> memory_size(" 2 gb ")
+    '2GB'
+    """
+    try:
+        size = EngineConfig(memory_limit=text).memory_limit.strip().upper().replace(" ", "")
+    except ValidationError:
+        raise HealthscoreError(f"memory limit {text!r}: use a size such as 2GB or 512MB, "
+                               "or auto") from None
+    if size == "AUTO":
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        size = f"{max(physical // 2 // 2**20, 512)}MB"
+    return size

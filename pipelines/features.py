@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
-import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,13 +25,13 @@ import duckdb
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
-from pydantic import ValidationError
 
 from features.catalog import available_columns, not_built
 from features.engine import PEAK_DAYS, metric_history, snapshot_dates
-from healthscore.config import Config, EngineConfig
+from healthscore.config import Config
 from healthscore.contract import SOURCES
 from healthscore.errors import HealthscoreError
+from pipelines.config import memory_size as _size
 from pipelines.io import write_table
 from pipelines.validate import data_end_date, load_data_folder
 
@@ -271,24 +270,6 @@ def own_columns_of(tables: Mapping[str, pd.DataFrame]) -> tuple[str, ...]:
     frame = tables["account_metrics"]
     return tuple(c for c in frame.columns if c not in ("account_id", "as_of_date")
                  and pd.api.types.is_numeric_dtype(frame[c]))
-
-
-def _size(text: str) -> str:
-    """A DuckDB memory size such as ``2GB`` or ``512MB``, checked by the config's rule
-    (it goes into SQL); ``auto`` is half of the physical memory.
-
-    >>> _size(" 2 gb ")
-    '2GB'
-    """
-    try:
-        size = EngineConfig(memory_limit=text).memory_limit.strip().upper().replace(" ", "")
-    except ValidationError:
-        raise HealthscoreError(f"memory limit {text!r}: use a size such as 2GB or 512MB, "
-                               "or auto") from None
-    if size == "AUTO":
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        size = f"{max(physical // 2 // 2**20, 512)}MB"
-    return size
 
 
 def build_features(

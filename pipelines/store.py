@@ -85,7 +85,7 @@ def opened(path: Path, config: Config, progress: Progress | None = None) -> Iter
     Commits when the block ends normally; on any error (or a kill) nothing the block
     did reaches the file.
     """
-    from pipelines.features import _size
+    from pipelines.config import memory_size as _size
 
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = path.with_name(f".{path.name}.lock")

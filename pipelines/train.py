@@ -31,7 +31,7 @@ from models.observations import label_all
 from models.training import backtest, fit_final
 from pipelines import plots, registry
 from pipelines.io import redact
-from pipelines.features import load_book, own_columns_of
+from pipelines.features import load_book
 
 Progress = Callable[[str], None]
 
