@@ -103,7 +103,9 @@ def _grid(subscriptions: ir.Table, accounts: ir.Table, dates: ir.Table) -> ir.Ta
 ROLLUPS = ("account_day", "user_day", "key_user_day", "value_day")
 
 
-def daily_rollups(events: ir.Table, config: MetricsConfig) -> dict[str, ir.Table]:
+def daily_rollups(events: ir.Table, config: MetricsConfig,
+                  materialize: Callable[[str, ir.Table], ir.Table] | None = None,
+                  ) -> dict[str, ir.Table]:
     """The daily rollups of raw events: the only grouped passes over events.
 
     Every window of the metric history reads these, never events. Each row depends only
@@ -117,7 +119,11 @@ def daily_rollups(events: ir.Table, config: MetricsConfig) -> dict[str, ir.Table
         ``user_day``: the distinct account_id, user_id, day of named events;
         ``key_user_day``: the same with ``event``, for key-feature events only;
         ``value_day``: account_id, day, event, value (the sum of ``value``).
+
+    ``materialize(name, table)`` computes a rollup once and returns a handle to it;
+    ``user_day`` goes through it before ``account_day`` counts its users from it.
     """
+    keep = materialize or (lambda name, t: t)
     events = complete_optional_columns({"events": events})["events"]
     events = events.mutate(day=events.timestamp.date(), n=events["count"].fill_null(1))
     advanced = list(config.advanced_features)
@@ -130,7 +136,7 @@ def daily_rollups(events: ir.Table, config: MetricsConfig) -> dict[str, ir.Table
            for i, t in enumerate(types)},
     )
     named = events.filter(events.user_id.notnull())
-    user_day = named.select("account_id", "user_id", "day").distinct()
+    user_day = keep("user_day", named.select("account_id", "user_id", "day").distinct())
     users_day = user_day.group_by(["account_id", "day"]).aggregate(users=user_day.user_id.count())
     account_day = account_day.left_join(users_day, ["account_id", "day"]).drop(
         "account_id_right", "day_right")
@@ -140,8 +146,9 @@ def daily_rollups(events: ir.Table, config: MetricsConfig) -> dict[str, ir.Table
     key_user_day = keyed.select("account_id", "user_id", "event", "day").distinct()
     valued = events.filter(events.value.notnull())
     value_day = valued.group_by(["account_id", "day", "event"]).aggregate(value=exact_sum(valued.value))
-    return {"account_day": account_day, "user_day": user_day, "key_user_day": key_user_day,
-            "value_day": value_day}
+    return {"user_day": user_day, "account_day": keep("account_day", account_day),
+            "key_user_day": keep("key_user_day", key_user_day),
+            "value_day": keep("value_day", value_day)}
 
 
 def rollup_event_types(config: MetricsConfig) -> list[str]:
@@ -213,7 +220,7 @@ def metric_history(
     present = available_columns(tables)
     tables = complete_optional_columns(tables)
     if rollups is None:
-        rollups = {name: keep(t) for name, t in daily_rollups(tables["events"], config).items()}
+        rollups = daily_rollups(tables["events"], config, lambda name, t: keep(t))
     if peaks is None:
         dates = sorted(set(peak_snapshots) | set(snapshots))
         peaks = keep(peak_inputs(rollups, tables["subscriptions"], dates))

@@ -323,10 +323,11 @@ class Store:
         return {name: self.ibis.table(name) for name in ROLLUPS}
 
     def _build_rollups(self) -> None:
-        exprs = daily_rollups(self.table("events"), self.config.metrics)
-        for name in ROLLUPS:
+        def create(name: str, expr: ir.Table) -> ir.Table:
             self.con.execute(f"DROP TABLE IF EXISTS {name}")
-            self.ibis.create_table(name, exprs[name])
+            return self.ibis.create_table(name, expr)
+
+        daily_rollups(self.table("events"), self.config.metrics, create)
 
     def _update_rollups(self) -> None:
         """Recompute the rollup rows of the changed (account, day) keys of events."""
@@ -335,11 +336,12 @@ class Store:
         events = events.mutate(_day=events.timestamp.date())
         events = events.semi_join(keys, [events.account_id == keys.account_id,
                                          events._day == keys.day]).drop("_day")
-        exprs = daily_rollups(events, self.config.metrics)
         for name in ROLLUPS:
             self.con.execute(f"DELETE FROM {name} USING _changes_events AS k "
                              f"WHERE {name}.account_id = k.account_id AND {name}.day = k.day")
-            self._insert(name, exprs[name])
+        # The changed days' rollups, computed once each (user_day first: account_day
+        # counts its users from it), then appended.
+        daily_rollups(events, self.config.metrics, self._append_rollup)
 
     # -- snapshots -----------------------------------------------------------------------
 
@@ -450,6 +452,13 @@ class Store:
                 "metrics": metrics}
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _append_rollup(self, name: str, expr: ir.Table) -> ir.Table:
+        """Append the changed days' rows of one rollup; return those rows alone."""
+        self.con.execute(f"DROP TABLE IF EXISTS _new_{name}")
+        new = self.ibis.create_table(f"_new_{name}", expr, temp=True)
+        self.con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _new_{name}")
+        return new
 
     def _insert(self, name: str, expr: ir.Table) -> None:
         """Append the rows of ``expr`` to table ``name`` (by column name), creating it."""
