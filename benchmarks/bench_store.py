@@ -1,6 +1,8 @@
-"""The weekly scoring job with the metric store: `healthscore score` as a user runs it.
+"""The metric store measured through the installed command, as a user runs it.
 
     .venv/bin/python benchmarks/bench_store.py --accounts 100000 --workdir /tmp/score-books
+    .venv/bin/python benchmarks/bench_store.py --train /tmp/scale/base        # 11 M events
+    .venv/bin/python benchmarks/bench_store.py --history /tmp/scale/copies-10  # 126 M events
 
 On the bench_score book (``benchmarks/bench_score.py``: 14 months of a small-business
 book, 100,000 accounts, 43 M usage rows in events.parquet) and a model fitted once on a
@@ -14,6 +16,15 @@ own process, with its wall time and peak RSS (``os.wait4``):
 Beside them, plain DuckDB SQL on the same file: the 43 M rows grouped by account and
 day (the engine's first step), and read into a table (what the store's validation
 must at least do). Results: benchmarks/results/store.csv, and docs/benchmarks.md.
+
+``--train BOOK``: `healthscore features` and `healthscore train` on BOOK with an empty
+store each (features alone is the reading of the data: validation, rollups, the whole
+weekly history), then `train` again on train's store (nothing left to read). Results:
+benchmarks/results/store_train.csv.
+
+``--history BOOK``: `healthscore features` on BOOK with an empty store and the default
+memory setting: the whole weekly history goes into the store and is exported to Parquet
+by DuckDB, never fetched into pandas. Results: benchmarks/results/store_history.csv.
 """
 
 from __future__ import annotations
@@ -65,11 +76,16 @@ def _cut(book: Path, out: Path, day: dt.date) -> Path:
 
 def _command(data: Path, out: Path, store: Path, uri: str, workdir: Path) -> dict:
     """One `healthscore score` in its own process: wall time, peak RSS, exit code."""
+    return _run(["score", "--data", str(data), "--out", str(out), "--store", str(store),
+                 "--model", uri], workdir)
+
+
+def _run(args: list[str], workdir: Path) -> dict:
+    """One `healthscore` command in its own process: wall time and peak RSS."""
     hs = Path(sys.executable).with_name("healthscore")
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
     start = time.perf_counter()
-    proc = subprocess.Popen([str(hs), "score", "--data", str(data), "--out", str(out),
-                             "--store", str(store), "--model", uri],
+    proc = subprocess.Popen([str(hs), *args],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -98,9 +114,53 @@ def _plain(book: Path) -> dict:
             "plain_load_s": round(loaded, 1)}
 
 
+def _write(rows: list[dict], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _train(book: Path, workdir: Path) -> None:
+    runs = workdir / "train-runs"
+    shutil.rmtree(runs, ignore_errors=True)
+    runs.mkdir(parents=True)
+    rows = []
+    for label, args in (
+            ("features, empty store", ["features", "--data", str(book), "--out",
+                                       str(runs / "history.parquet"), "--store", str(runs / "f.duckdb")]),
+            ("train, empty store", ["train", "--data", str(book), "--store", str(runs / "t.duckdb")]),
+            ("train, same store", ["train", "--data", str(book), "--store", str(runs / "t.duckdb")])):
+        print(f"{label} ...", flush=True)
+        rows.append({"run": label, "book": book.name, **_run(args, workdir)})
+        print(rows[-1], flush=True)
+    _write(rows, HERE / "results" / "store_train.csv")
+
+
+def _history(book: Path, workdir: Path) -> None:
+    runs = workdir / "history-runs"
+    shutil.rmtree(runs, ignore_errors=True)
+    runs.mkdir(parents=True)
+    store = runs / "store.duckdb"
+    row = {"run": "features, empty store, default memory", "book": book.name,
+           **_run(["features", "--data", str(book), "--out", str(runs / "history.parquet"),
+                   "--store", str(store)], workdir)}
+    row["store_gb"] = round(store.stat().st_size / 1e9, 2)
+    import duckdb
+
+    con = duckdb.connect(str(store), read_only=True)
+    row["history_rows"] = con.execute("SELECT count(*) FROM metric_history").fetchall()[0][0]
+    row["events"] = con.execute("SELECT count(*) FROM src_events").fetchall()[0][0]
+    print(row, flush=True)
+    _write([row], HERE / "results" / "store_history.csv")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train", type=Path, help="time features and train on this book")
+    parser.add_argument("--history", type=Path, help="time the whole history of this book")
     parser.add_argument("--accounts", type=int, default=100000)
     parser.add_argument("--max-users", type=int, default=5)
     parser.add_argument("--train-accounts", type=int, default=2000)
@@ -109,6 +169,10 @@ def main() -> None:
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{args.workdir / 'mlflow.db'}"
+    if args.train:
+        return _train(args.train, args.workdir)
+    if args.history:
+        return _history(args.history, args.workdir)
     uri = bench_score._model_uri(args.workdir, args.train_accounts)
     book = bench_score._book(args.workdir, args.accounts, args.max_users)
     end = dt.date(2026, 9, 30)
@@ -128,12 +192,7 @@ def main() -> None:
         rows.append(row)
     plain = _plain(book)
     print(plain, flush=True)
-    rows = [{**r, **plain} for r in rows]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    _write([{**r, **plain} for r in rows], args.out)
 
 
 if __name__ == "__main__":
