@@ -140,7 +140,14 @@ def test_make_demo_path_end_to_end(tmp_path):
     assert (tmp_path / "mlflow.db").is_file() and (tmp_path / "mlartifacts").is_dir()
     scores = pd.read_csv(tmp_path / "demo-outputs" / "scores.csv")
     assert set(scores["account_id"]) <= set(history["account_id"]) and len(scores) > 20
-    assert (tmp_path / "demo-outputs" / "score_history").is_dir()
+    # One metric store for every step: the validated data, the history the export came
+    # from, and the four scored runs.
+    import duckdb
+
+    con = duckdb.connect(str(tmp_path / "demo-outputs" / "store.duckdb"), read_only=True)
+    assert con.execute("SELECT count(DISTINCT as_of_date) FROM score_history").fetchall()[0][0] == 4
+    assert con.execute("SELECT count(*) FROM metric_history").fetchall()[0][0] >= len(history)
+    con.close()
     # The report: four backfilled weekly runs, the backtest from the training run in
     # MLflow, and a page that opens in a real browser with a working account card.
     report = tmp_path / "demo-outputs" / "report.html"
