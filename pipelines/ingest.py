@@ -25,7 +25,8 @@ Exactness comes from three choices:
 * **Words.** Messages are made by :meth:`healthscore.contract._Checker.record` from the
   count, the first row and that row's values as pandas would hold them.
 
-Known differences, all in text values that begin with spaces *inside quotes*
+Known differences. A column name with a NUL byte (junk, not a contract column) is cut
+at the NUL in the DuckDB table: DuckDB names cannot hold one. And all in text values that begin with spaces *inside quotes*
 (``"  x"``): pandas keeps the spaces, this reader drops them (as for an unquoted value
 after a comma). Parsed contract columns strip them anyway; only an extra text column or
 an example's quoted raw text can differ.
@@ -33,6 +34,7 @@ an example's quoted raw text can differ.
 
 from __future__ import annotations
 
+import gzip
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -218,7 +220,12 @@ def _stage_csv(session: _Session, name: str, path: Path) -> _Staged:
         header = _csv_header(path)
     except Exception:  # noqa: BLE001 -- read_source words every reading error
         return _stage_frame(session, read_source(name, path))
-    if len(header) != len(names):  # leading blank lines, odd quoting: let pandas decide
+    opener = gzip.open if gz else open
+    with opener(path, "rb") as handle:
+        nul = b"\x00" in handle.readline(1 << 20)
+    if nul or len(header) != len(names) or any(
+        h != c for h, c in zip(header, names) if h.strip() and header.count(h) == 1
+    ):  # leading blank lines, NUL bytes, odd quoting: let pandas decide
         return _stage_frame(session, read_source(name, path))
     if _repeats(header):
         names = [h if h.strip() else c for h, c in zip(header, names)]
@@ -231,30 +238,36 @@ def _stage_csv(session: _Session, name: str, path: Path) -> _Staged:
                f"compression='{'gzip' if gz else 'none'}'")
     source = f"read_csv({_literal(str(path))}, {options}"
     con = session.con
+    # pandas skips lines of only spaces; it words surplus fields (index columns,
+    # "Expected N fields in line L") and reads a NUL byte its own way: flag those rows.
+    blank = ("".join(f"c{i} IS NULL AND " for i in range(1, n + 1))
+             + "c0 IS NOT NULL AND regexp_full_match(c0, '[ \t]*')")
+    odd = f"c{n} IS NOT NULL OR " + " OR ".join(f"contains(c{i}, chr(0))" for i in range(n))
+    na = ", ".join(_literal(t) for t in NA_TOKENS)
+    # Spaces after a comma are skipped (skipinitialspace), then the NA tokens are missing.
+    values = ", ".join(f"CASE WHEN t{i} IN ({na}) THEN NULL ELSE t{i} END AS c{i}" for i in range(n))
+    spaced = ", ".join(f"ltrim(c{i}, ' ') AS t{i}" for i in range(n))
     read = None
     for extra in ("", ", parallel=false"):  # quoted line breaks need the serial reader
         try:
-            read = session.table("csv", f"SELECT * FROM {source}{extra})")
+            read = session.table("csv", (
+                f"SELECT {values}, _odd, _blank FROM (SELECT {spaced}, ({odd}) AS _odd, "
+                f"({blank}) AS _blank FROM {source}{extra}))"))
             break
         except duckdb.Error:
             continue
     if read is None:
         return _stage_frame(session, read_source(name, path))
-    blank = (f"c0 IS NOT NULL AND regexp_full_match(c0, '[ \t]*')"
-             + "".join(f" AND c{i} IS NULL" for i in range(1, n + 1)))
-    surplus, blanks = con.execute(
-        f"SELECT count(*) FILTER (WHERE c{n} IS NOT NULL), count(*) FILTER (WHERE {blank}) "
+    surplus, blanks, rows = con.execute(
+        f"SELECT count(*) FILTER (WHERE _odd), count(*) FILTER (WHERE _blank), count(*) "
         f"FROM {read}").fetchall()[0]
-    if surplus:  # pandas words these (index columns, "Expected N fields in line L")
+    if surplus:
         return _stage_frame(session, read_source(name, path))
-    if blanks:  # pandas skips lines of only spaces: number the rows without them
-        read = session.table("csv", f"SELECT * FROM {read} WHERE NOT ({blank}) ORDER BY rowid")
-    na = ", ".join(_literal(t) for t in NA_TOKENS)
-    values = ", ".join(
-        f"CASE WHEN ltrim(c{i}, ' ') IN ({na}) THEN NULL ELSE ltrim(c{i}, ' ') END AS c{i}"
-        for i in range(n))
-    view = session.view("raw", f"SELECT rowid AS _row, {values} FROM {read}")
-    rows = con.execute(f"SELECT count(*) FROM {read}").fetchall()[0][0]
+    if blanks:  # number the rows without them, as pandas does
+        read = session.table("csv", f"SELECT * FROM {read} WHERE NOT _blank ORDER BY rowid")
+        rows -= blanks
+    columns = ", ".join(f"c{i}" for i in range(n))
+    view = session.view("raw", f"SELECT rowid AS _row, {columns} FROM {read}")
     return _Staged(name, path.name, names, rows, view, ["VARCHAR"] * n)
 
 
@@ -614,19 +627,28 @@ def _check(session: _Session, staged: _Staged, account_ids: str | None, now: pd.
     rules = _rules(staged, names, kinds, now, reference)
     pos = {n: i for i, n in enumerate(names)}
 
-    windows = [f"count(*) OVER (PARTITION BY v{pos[c.name]}) > 1 AND v{pos[c.name]} IS NOT NULL AS u{pos[c.name]}"
-               for c in source.columns if c.unique and c.name in pos]
+    # Repeats by grouping (a hash table), not by a window (a sort of the whole table).
+    repeats = {f"u{pos[c.name]}": [pos[c.name]] for c in source.columns if c.unique and c.name in pos}
     if source.unique_together:
-        keys = ", ".join(f"v{pos[k]}" for k in source.unique_together)
-        windows.append(f"count(*) OVER (PARTITION BY {keys}) > 1 AS u_keys")
-    checked = session.view("flagged", f"SELECT p.*{''.join(', ' + w for w in windows)} FROM {parsed} p")
-    if rules:
+        repeats["u_keys"] = [pos[k] for k in source.unique_together]
+    simple = [r for r in rules if r.condition not in repeats]
+    found_by_rule = {}
+    if simple:
         aggregates = ", ".join(f"count(*) FILTER (WHERE coalesce({r.condition}, false)), "
                                f"min(_row) FILTER (WHERE coalesce({r.condition}, false))"
-                               for r in rules)
-        found = con.execute(f"SELECT {aggregates} FROM {checked}").fetchall()[0]
-    else:
-        found = ()
+                               for r in simple)
+        row = con.execute(f"SELECT {aggregates} FROM {parsed}").fetchall()[0]
+        found_by_rule = {id(r): row[2 * k: 2 * k + 2] for k, r in enumerate(simple)}
+    for r in rules:
+        if r.condition in repeats:
+            keys = [f"v{i}" for i in repeats[r.condition]]
+            # pandas: a single column's missing values never repeat; a key's do.
+            where = f"WHERE {keys[0]} IS NOT NULL" if r.condition != "u_keys" else ""
+            on = " AND ".join(f"p.{k} IS NOT DISTINCT FROM d.{k}" for k in keys)
+            found_by_rule[id(r)] = con.execute(
+                f"SELECT count(*), min(_row) FROM {parsed} p SEMI JOIN (SELECT {', '.join(keys)} "
+                f"FROM {parsed} {where} GROUP BY ALL HAVING count(*) > 1) d ON {on}").fetchall()[0]
+    found = [x for r in rules for x in found_by_rule[id(r)]]
     for number, rule in enumerate(rules):
         count, first = found[2 * number], found[2 * number + 1]
         if not count:
@@ -638,7 +660,6 @@ def _check(session: _Session, staged: _Staged, account_ids: str | None, now: pd.
                            rule.as_row)
         checker.record(rule.rule, rule.severity, rule.reason, rule.column, int(count), int(first), shown)
     report.problems = checker.problems
-    con.execute(f"DROP VIEW {checked}")
     if any(p.severity == ERROR for p in checker.problems):
         con.execute(f"DROP TABLE {parsed}")
         return report
