@@ -174,6 +174,13 @@ class _Session:
         self.objects.append(("DATABASE", name))
         return name
 
+    def release(self, keep: set[str] = frozenset()) -> None:
+        """Drop the temporary tables and views made so far, but those in ``keep``."""
+        kept = [o for o in self.objects if o[1] in keep or o[0] == "DATABASE"]
+        self.objects = [o for o in self.objects if o not in kept]
+        self.close()
+        self.objects = kept
+
     def close(self) -> None:
         for kind, name in reversed(self.objects):
             try:
@@ -757,11 +764,12 @@ def validate_into(
                     name, f"{name}.parquet|.csv|.csv.gz", f"{name}.missing", ERROR,
                     "required source is missing from the data folder"))
         result.missing_optional = [n for n in SOURCES if n not in located and n not in REQUIRED_SOURCES]
-        # Read every source before checking any, as the pandas path does: a file that
-        # cannot be read stops the run before anything else is reported.
-        staged = {name: located[name]() for name in SOURCES if name in located}
+        # One source at a time, in the contract's order, each one's copies dropped once
+        # it is checked. A file that cannot be read raises the same error as in the
+        # pandas path, which reads them all first in the same order.
         account_ids = None
-        for name, source in staged.items():
+        for name in (n for n in SOURCES if n in located):
+            source = located[name]()
             if progress:
                 progress(name)
             staging[name] = f"{table_prefix}{name}__staging_{session.tag}"
@@ -769,6 +777,7 @@ def validate_into(
             result.reports[name] = report
             if name == "accounts":
                 account_ids = _account_ids(session, source)
+            session.release(keep={account_ids} if account_ids else set())
         if not result.errors:
             for name, table in staging.items():
                 final = _quote(f"{table_prefix}{name}")
