@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -45,8 +46,10 @@ def _one(engine: str, data: str) -> None:
 
         validation = validate_into(duckdb.connect(), data)
     seconds = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({
         "engine": engine, "seconds": round(seconds, 1),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "rows": {n: r.rows for n, r in validation.reports.items()},
         "kept": {n: r.kept_rows for n, r in validation.reports.items()},
@@ -74,7 +77,7 @@ def main() -> None:
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(result)
         rows = sum(result["rows"].values())
-        print(f"{engine:7s} {result['seconds']:7.1f} s  peak RSS {result['peak_rss_mb']:,} MB  "
+        print(f"{engine:7s} {result['seconds']:7.1f} s (CPU {result['cpu_seconds']:.1f} s)  peak RSS {result['peak_rss_mb']:,} MB  "
               f"({rows:,} rows, {len(result['problems'])} problems)", flush=True)
     if len(results) == 2:
         same = all(results[0][k] == results[1][k] for k in ("rows", "kept", "problems"))
@@ -84,15 +87,15 @@ def main() -> None:
     with args.out.open("a", newline="") as handle:
         writer = csv.writer(handle)
         if new:
-            writer.writerow(["data", "engine", "rows", "seconds", "peak_rss_mb", "cpus", "python"])
+            writer.writerow(["data", "engine", "rows", "seconds", "cpu_seconds", "peak_rss_mb", "cpus",
+                             "load_average", "python"])
         for result in results:
             writer.writerow([Path(args.data).name, result["engine"], sum(result["rows"].values()),
-                             result["seconds"], result["peak_rss_mb"], _cpus(), platform.python_version()])
+                             result["seconds"], result["cpu_seconds"], result["peak_rss_mb"], _cpus(),
+                             round(os.getloadavg()[0], 1), platform.python_version()])
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
 
 

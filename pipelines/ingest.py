@@ -82,8 +82,8 @@ _TEXT = rf"(?s){_EDGE}(.*{_EDGE})?"
 _NULL_SENTINEL = "\x01healthscore-no-such-value\x02"
 _YEAR = "[0-9]{4}"
 # ISO dates and timestamps DuckDB reads as the contract does: naive, Z or +HH:MM.
-_STAMP = (rf"{_YEAR}-[0-9]{{2}}-[0-9]{{2}}([T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-          r"(\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?")
+_STAMP = (rf"{_YEAR}-[0-9]{{2}}-[0-9]{{2}}([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]"
+          r"(\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?")
 _NUMBER = r"-?[0-9]{1,15}(\.[0-9]{1,6})?"
 _NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT",
                   "UINTEGER", "FLOAT", "DOUBLE")
@@ -378,15 +378,19 @@ def _locate(session: _Session, data) -> dict[str, Callable[[], _Staged]]:
 
 
 def _create_parsed(session: _Session, staged: _Staged, kinds: dict[int, Kind], target: str,
-                   columns: list[int] | None = None) -> None:
+                   columns: list[int] | None = None) -> set[int]:
     """Create ``target``: ``_row``, then every column ``i`` (of ``columns``, default all)
     as ``v{i}``: parsed to its contract type when ``i`` is in ``kinds``, with its "present
     but unparseable" flag ``b{i}``, else as read. Rows keep the file's order.
 
     Canonical spellings are parsed by DuckDB in one pass. The other distinct values go
     through :func:`healthscore.contract._parse` and are written over their rows after it.
+
+    Returns:
+        The parsed columns none of whose values can be unparseable (``b{i}`` is false).
     """
     con = session.con
+    clean: set[int] = set()
     columns = list(range(len(staged.types))) if columns is None else columns
     outputs, flags, late = [], [], []
     for i in columns:
@@ -395,15 +399,19 @@ def _create_parsed(session: _Session, staged: _Staged, kinds: dict[int, Kind], t
             outputs.append(f"{c} AS v{i}")
             continue
         if raw_type == "VARCHAR" and kind is Kind.STRING:
-            # Few distinct values, often long ones: test each distinct value once.
-            odd = session.table("values", (
-                f"SELECT k FROM (SELECT unnest(l) AS k FROM (SELECT list(DISTINCT {c}) AS l "
-                f"FROM {staged.view})) WHERE k IS NOT NULL AND NOT regexp_full_match(k, '{_TEXT}')"))
+            # Few distinct values, often long ones: test each distinct value once (in a
+            # second statement, so the test is not pushed below the DISTINCT).
+            distinct = session.table("values", f"SELECT DISTINCT {c} AS k FROM {staged.view}")
+            odd = session.table("values", f"SELECT k FROM {distinct} WHERE k IS NOT NULL "
+                                          f"AND NOT regexp_full_match(k, '{_TEXT}')")
             outputs.append(f"{c} AS v{i}, false AS b{i}")
             late.append((i, kind, odd))
+            clean.add(i)
             continue
         fast_p, fast_b, canonical = _fast_parse(c, raw_type, kind)
         if canonical == "true":  # DuckDB parses every value of this column itself
+            if fast_b == "false":
+                clean.add(i)
             outputs.append(f"CAST({fast_p} AS {_SQL_TYPE[kind]}) AS v{i}, coalesce({fast_b}, false) AS b{i}")
             continue
         if canonical is None:
@@ -425,11 +433,13 @@ def _create_parsed(session: _Session, staged: _Staged, kinds: dict[int, Kind], t
         mapping = _mapping(session, staged, odd, kind)
         if mapping is None:
             continue
+        clean.discard(i)
         # UPDATE keeps the rows' order (a join would not).
         con.execute(
             f"UPDATE {target} SET v{i} = x.p, b{i} = x.b FROM (SELECT r._row, m.p, m.b "
             f"FROM {staged.view} r JOIN {mapping} m ON r.c{i} IS NOT DISTINCT FROM m.k) x "
             f"WHERE {target}._row = x._row")
+    return clean
 
 
 def _fast_parse(c: str, raw_type: str, kind: Kind) -> tuple[str, str, str | None]:
@@ -626,12 +636,13 @@ def _check(session: _Session, staged: _Staged, account_ids: str | None, now: pd.
             kinds[i] = Kind.FLOAT
     # The parsed table becomes the clean one: drops deleted, flags dropped, columns renamed.
     parsed = target
-    _create_parsed(session, staged, kinds, parsed)
+    always_parsed = _create_parsed(session, staged, kinds, parsed)
     reference = None
     if account_ids is not None and staged.name != "accounts":
         reference = session.table("ids", f"SELECT DISTINCT account_id FROM {account_ids} "
                                           "WHERE account_id IS NOT NULL")
-    rules = _rules(staged, names, kinds, now, reference)
+    rules = [r for r in _rules(staged, names, kinds, now, reference)
+             if r.condition not in {f"b{i}" for i in always_parsed}]  # nothing to count
     pos = {n: i for i, n in enumerate(names)}
 
     # Repeats by grouping (a hash table), not by a window (a sort of the whole table).
