@@ -379,9 +379,10 @@ def _locate(session: _Session, data) -> dict[str, Callable[[], _Staged]]:
 
 def _create_parsed(session: _Session, staged: _Staged, kinds: dict[int, Kind], target: str,
                    columns: list[int] | None = None) -> set[int]:
-    """Create ``target``: ``_row``, then every column ``i`` (of ``columns``, default all)
-    as ``v{i}``: parsed to its contract type when ``i`` is in ``kinds``, with its "present
-    but unparseable" flag ``b{i}``, else as read. Rows keep the file's order.
+    """Create ``target``: every column ``i`` (of ``columns``, default all) as ``v{i}``: parsed to its contract type when ``i`` is in ``kinds``, with its "present
+    but unparseable" flag ``b{i}``, else as read. Rows keep the file's order, so the
+    table's ``rowid`` is the raw view's ``_row`` (not copied: numbering Parquet rows as
+    they are read costs more than the copy itself).
 
     Canonical spellings are parsed by DuckDB in one pass. The other distinct values go
     through :func:`healthscore.contract._parse` and are written over their rows after it.
@@ -423,12 +424,12 @@ def _create_parsed(session: _Session, staged: _Staged, kinds: dict[int, Kind], t
         late.append((i, kind, None))
     inner = f"SELECT *{''.join(', ' + f for f in flags)} FROM {staged.view}"
     keep = "".join(f", k{i}" for i, _, odd in late if odd is None)
-    con.execute(f"CREATE TABLE {target} AS SELECT _row, {', '.join(outputs)}{keep} FROM ({inner})")
+    con.execute(f"CREATE TABLE {target} AS SELECT {', '.join(outputs)}{keep} FROM ({inner})")
     for i, kind, odd in late:
         if odd is None:
             odd = session.table("values", (
                 f"SELECT DISTINCT r.c{i} AS k FROM {staged.view} r "
-                f"SEMI JOIN (SELECT _row FROM {target} WHERE NOT k{i}) o ON r._row = o._row"))
+                f"SEMI JOIN (SELECT rowid AS _row FROM {target} WHERE NOT k{i}) o ON r._row = o._row"))
             con.execute(f"ALTER TABLE {target} DROP COLUMN k{i}")
         mapping = _mapping(session, staged, odd, kind)
         if mapping is None:
@@ -438,7 +439,7 @@ def _create_parsed(session: _Session, staged: _Staged, kinds: dict[int, Kind], t
         con.execute(
             f"UPDATE {target} SET v{i} = x.p, b{i} = x.b FROM (SELECT r._row, m.p, m.b "
             f"FROM {staged.view} r JOIN {mapping} m ON r.c{i} IS NOT DISTINCT FROM m.k) x "
-            f"WHERE {target}._row = x._row")
+            f"WHERE {target}.rowid = x._row")
     return clean
 
 
@@ -653,7 +654,7 @@ def _check(session: _Session, staged: _Staged, account_ids: str | None, now: pd.
     found_by_rule = {}
     if simple:
         aggregates = ", ".join(f"count(*) FILTER (WHERE coalesce({r.condition}, false)), "
-                               f"min(_row) FILTER (WHERE coalesce({r.condition}, false))"
+                               f"min(rowid) FILTER (WHERE coalesce({r.condition}, false))"
                                for r in simple)
         row = con.execute(f"SELECT {aggregates} FROM {parsed}").fetchall()[0]
         found_by_rule = {id(r): row[2 * k: 2 * k + 2] for k, r in enumerate(simple)}
@@ -664,7 +665,7 @@ def _check(session: _Session, staged: _Staged, account_ids: str | None, now: pd.
             where = f"WHERE {keys[0]} IS NOT NULL" if r.condition != "u_keys" else ""
             on = " AND ".join(f"p.{k} IS NOT DISTINCT FROM d.{k}" for k in keys)
             found_by_rule[id(r)] = con.execute(
-                f"SELECT count(*), min(_row) FROM {parsed} p SEMI JOIN (SELECT {', '.join(keys)} "
+                f"SELECT count(*), min(p.rowid) FROM {parsed} p SEMI JOIN (SELECT {', '.join(keys)} "
                 f"FROM {parsed} {where} GROUP BY ALL HAVING count(*) > 1) d ON {on}").fetchall()[0]
     found = [x for r in rules for x in found_by_rule[id(r)]]
     for number, rule in enumerate(rules):
@@ -686,7 +687,6 @@ def _check(session: _Session, staged: _Staged, account_ids: str | None, now: pd.
         con.execute(f"DELETE FROM {parsed} WHERE {' OR '.join(f'coalesce({d}, false)' for d in drops)}")
     for i in sorted(kinds):
         con.execute(f"ALTER TABLE {parsed} DROP COLUMN b{i}")
-    con.execute(f"ALTER TABLE {parsed} DROP COLUMN _row")
     for i, n in enumerate(names):
         con.execute(f"ALTER TABLE {parsed} RENAME COLUMN v{i} TO {_quote(n)}")
     kept, low, high = con.execute(
@@ -711,7 +711,7 @@ def _fetch_row(session: _Session, staged: _Staged, parsed: str, where: str, colu
                       f"(SELECT 1 AS o, {c} FROM {staged.view} WHERE {c} IS NULL LIMIT 1) ORDER BY o")
         return staged.to_pandas(rel.select(c))
     select = ", ".join(f"v{i} AS {_quote(names[i])}" for i in columns)
-    frame = con.sql(f"SELECT {select} FROM {parsed} WHERE _row = {first}").df()
+    frame = con.sql(f"SELECT {select} FROM {parsed} WHERE rowid = {first}").df()
     return frame.astype({names[i]: _PANDAS_TYPE[kinds[i]] for i in columns})
 
 
