@@ -221,12 +221,13 @@ def validate(
     ] = False,
 ) -> None:
     """Check a data folder against the contract: rows, date range and problems per source."""
-    from pipelines.validate import check_data_folder, summarise_lifecycle
+    from pipelines.validate import check_and_summarise
 
     with _progress() as progress:
         task = progress.add_task("reading", total=None)
-        validation = check_data_folder(
-            data, progress=lambda s: progress.update(task, description=f"checking {s}")
+        # DuckDB reads and checks the files; only accounts and subscriptions become pandas.
+        validation, summary = check_and_summarise(
+            data, grace_days, progress=lambda s: progress.update(task, description=f"checking {s}")
         )
 
     table = Table(title=f"Data folder {data}", title_justify="left")
@@ -264,7 +265,8 @@ def validate(
     if not validation.ok:
         err.print(f"[bold red]error:[/] {len(validation.errors)} contract error(s) in {data}")
         raise typer.Exit(EXIT_USER)
-    summary = summarise_lifecycle(validation.tables, grace_days)
+    if isinstance(summary, Exception):
+        raise summary
     out.print(
         f"\nAs of {summary.as_of.date()} (last activity): {summary.accounts:,} accounts, "
         f"{summary.active:,} active. Renewal outcomes so far: {summary.renewed:,} renewed, "

@@ -25,7 +25,8 @@ Exactness comes from three choices:
 * **Words.** Messages are made by :meth:`healthscore.contract._Checker.record` from the
   count, the first row and that row's values as pandas would hold them.
 
-Known differences, all in text values that begin with spaces *inside quotes*
+Known differences. A column name with a NUL byte (junk, not a contract column) is cut
+at the NUL in the DuckDB table: DuckDB names cannot hold one. And all in text values that begin with spaces *inside quotes*
 (``"  x"``): pandas keeps the spaces, this reader drops them (as for an unquoted value
 after a comma). Parsed contract columns strip them anyway; only an extra text column or
 an example's quoted raw text can differ.
@@ -33,6 +34,7 @@ an example's quoted raw text can differ.
 
 from __future__ import annotations
 
+import gzip
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,8 +82,8 @@ _TEXT = rf"(?s){_EDGE}(.*{_EDGE})?"
 _NULL_SENTINEL = "\x01healthscore-no-such-value\x02"
 _YEAR = "[0-9]{4}"
 # ISO dates and timestamps DuckDB reads as the contract does: naive, Z or +HH:MM.
-_STAMP = (rf"{_YEAR}-[0-9]{{2}}-[0-9]{{2}}([T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-          r"(\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?")
+_STAMP = (rf"{_YEAR}-[0-9]{{2}}-[0-9]{{2}}([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]"
+          r"(\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?")
 _NUMBER = r"-?[0-9]{1,15}(\.[0-9]{1,6})?"
 _NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT",
                   "UINTEGER", "FLOAT", "DOUBLE")
@@ -172,6 +174,13 @@ class _Session:
         self.objects.append(("DATABASE", name))
         return name
 
+    def release(self, keep: set[str] = frozenset()) -> None:
+        """Drop the temporary tables and views made so far, but those in ``keep``."""
+        kept = [o for o in self.objects if o[1] in keep or o[0] == "DATABASE"]
+        self.objects = [o for o in self.objects if o not in kept]
+        self.close()
+        self.objects = kept
+
     def close(self) -> None:
         for kind, name in reversed(self.objects):
             try:
@@ -218,7 +227,12 @@ def _stage_csv(session: _Session, name: str, path: Path) -> _Staged:
         header = _csv_header(path)
     except Exception:  # noqa: BLE001 -- read_source words every reading error
         return _stage_frame(session, read_source(name, path))
-    if len(header) != len(names):  # leading blank lines, odd quoting: let pandas decide
+    opener = gzip.open if gz else open
+    with opener(path, "rb") as handle:
+        nul = b"\x00" in handle.readline(1 << 20)
+    if nul or len(header) != len(names) or any(
+        h != c for h, c in zip(header, names) if h.strip() and header.count(h) == 1
+    ):  # leading blank lines, NUL bytes, odd quoting: let pandas decide
         return _stage_frame(session, read_source(name, path))
     if _repeats(header):
         names = [h if h.strip() else c for h, c in zip(header, names)]
@@ -231,30 +245,36 @@ def _stage_csv(session: _Session, name: str, path: Path) -> _Staged:
                f"compression='{'gzip' if gz else 'none'}'")
     source = f"read_csv({_literal(str(path))}, {options}"
     con = session.con
+    # pandas skips lines of only spaces; it words surplus fields (index columns,
+    # "Expected N fields in line L") and reads a NUL byte its own way: flag those rows.
+    blank = ("".join(f"c{i} IS NULL AND " for i in range(1, n + 1))
+             + "c0 IS NOT NULL AND regexp_full_match(c0, '[ \t]*')")
+    odd = f"c{n} IS NOT NULL OR " + " OR ".join(f"contains(c{i}, chr(0))" for i in range(n))
+    na = ", ".join(_literal(t) for t in NA_TOKENS)
+    # Spaces after a comma are skipped (skipinitialspace), then the NA tokens are missing.
+    values = ", ".join(f"CASE WHEN t{i} IN ({na}) THEN NULL ELSE t{i} END AS c{i}" for i in range(n))
+    spaced = ", ".join(f"ltrim(c{i}, ' ') AS t{i}" for i in range(n))
     read = None
     for extra in ("", ", parallel=false"):  # quoted line breaks need the serial reader
         try:
-            read = session.table("csv", f"SELECT * FROM {source}{extra})")
+            read = session.table("csv", (
+                f"SELECT {values}, _odd, _blank FROM (SELECT {spaced}, ({odd}) AS _odd, "
+                f"({blank}) AS _blank FROM {source}{extra}))"))
             break
         except duckdb.Error:
             continue
     if read is None:
         return _stage_frame(session, read_source(name, path))
-    blank = (f"c0 IS NOT NULL AND regexp_full_match(c0, '[ \t]*')"
-             + "".join(f" AND c{i} IS NULL" for i in range(1, n + 1)))
-    surplus, blanks = con.execute(
-        f"SELECT count(*) FILTER (WHERE c{n} IS NOT NULL), count(*) FILTER (WHERE {blank}) "
+    surplus, blanks, rows = con.execute(
+        f"SELECT count(*) FILTER (WHERE _odd), count(*) FILTER (WHERE _blank), count(*) "
         f"FROM {read}").fetchall()[0]
-    if surplus:  # pandas words these (index columns, "Expected N fields in line L")
+    if surplus:
         return _stage_frame(session, read_source(name, path))
-    if blanks:  # pandas skips lines of only spaces: number the rows without them
-        read = session.table("csv", f"SELECT * FROM {read} WHERE NOT ({blank}) ORDER BY rowid")
-    na = ", ".join(_literal(t) for t in NA_TOKENS)
-    values = ", ".join(
-        f"CASE WHEN ltrim(c{i}, ' ') IN ({na}) THEN NULL ELSE ltrim(c{i}, ' ') END AS c{i}"
-        for i in range(n))
-    view = session.view("raw", f"SELECT rowid AS _row, {values} FROM {read}")
-    rows = con.execute(f"SELECT count(*) FROM {read}").fetchall()[0][0]
+    if blanks:  # number the rows without them, as pandas does
+        read = session.table("csv", f"SELECT * FROM {read} WHERE NOT _blank ORDER BY rowid")
+        rows -= blanks
+    columns = ", ".join(f"c{i}" for i in range(n))
+    view = session.view("raw", f"SELECT rowid AS _row, {columns} FROM {read}")
     return _Staged(name, path.name, names, rows, view, ["VARCHAR"] * n)
 
 
@@ -358,15 +378,20 @@ def _locate(session: _Session, data) -> dict[str, Callable[[], _Staged]]:
 
 
 def _create_parsed(session: _Session, staged: _Staged, kinds: dict[int, Kind], target: str,
-                   columns: list[int] | None = None) -> None:
-    """Create ``target``: ``_row``, then every column ``i`` (of ``columns``, default all)
-    as ``v{i}``: parsed to its contract type when ``i`` is in ``kinds``, with its "present
-    but unparseable" flag ``b{i}``, else as read. Rows keep the file's order.
+                   columns: list[int] | None = None) -> set[int]:
+    """Create ``target``: every column ``i`` (of ``columns``, default all) as ``v{i}``: parsed to its contract type when ``i`` is in ``kinds``, with its "present
+    but unparseable" flag ``b{i}``, else as read. Rows keep the file's order, so the
+    table's ``rowid`` is the raw view's ``_row`` (not copied: numbering Parquet rows as
+    they are read costs more than the copy itself).
 
     Canonical spellings are parsed by DuckDB in one pass. The other distinct values go
     through :func:`healthscore.contract._parse` and are written over their rows after it.
+
+    Returns:
+        The parsed columns none of whose values can be unparseable (``b{i}`` is false).
     """
     con = session.con
+    clean: set[int] = set()
     columns = list(range(len(staged.types))) if columns is None else columns
     outputs, flags, late = [], [], []
     for i in columns:
@@ -375,15 +400,19 @@ def _create_parsed(session: _Session, staged: _Staged, kinds: dict[int, Kind], t
             outputs.append(f"{c} AS v{i}")
             continue
         if raw_type == "VARCHAR" and kind is Kind.STRING:
-            # Few distinct values, often long ones: test each distinct value once.
-            odd = session.table("values", (
-                f"SELECT k FROM (SELECT unnest(l) AS k FROM (SELECT list(DISTINCT {c}) AS l "
-                f"FROM {staged.view})) WHERE k IS NOT NULL AND NOT regexp_full_match(k, '{_TEXT}')"))
+            # Few distinct values, often long ones: test each distinct value once (in a
+            # second statement, so the test is not pushed below the DISTINCT).
+            distinct = session.table("values", f"SELECT DISTINCT {c} AS k FROM {staged.view}")
+            odd = session.table("values", f"SELECT k FROM {distinct} WHERE k IS NOT NULL "
+                                          f"AND NOT regexp_full_match(k, '{_TEXT}')")
             outputs.append(f"{c} AS v{i}, false AS b{i}")
             late.append((i, kind, odd))
+            clean.add(i)
             continue
         fast_p, fast_b, canonical = _fast_parse(c, raw_type, kind)
         if canonical == "true":  # DuckDB parses every value of this column itself
+            if fast_b == "false":
+                clean.add(i)
             outputs.append(f"CAST({fast_p} AS {_SQL_TYPE[kind]}) AS v{i}, coalesce({fast_b}, false) AS b{i}")
             continue
         if canonical is None:
@@ -395,21 +424,23 @@ def _create_parsed(session: _Session, staged: _Staged, kinds: dict[int, Kind], t
         late.append((i, kind, None))
     inner = f"SELECT *{''.join(', ' + f for f in flags)} FROM {staged.view}"
     keep = "".join(f", k{i}" for i, _, odd in late if odd is None)
-    con.execute(f"CREATE TABLE {target} AS SELECT _row, {', '.join(outputs)}{keep} FROM ({inner})")
+    con.execute(f"CREATE TABLE {target} AS SELECT {', '.join(outputs)}{keep} FROM ({inner})")
     for i, kind, odd in late:
         if odd is None:
             odd = session.table("values", (
                 f"SELECT DISTINCT r.c{i} AS k FROM {staged.view} r "
-                f"SEMI JOIN (SELECT _row FROM {target} WHERE NOT k{i}) o ON r._row = o._row"))
+                f"SEMI JOIN (SELECT rowid AS _row FROM {target} WHERE NOT k{i}) o ON r._row = o._row"))
             con.execute(f"ALTER TABLE {target} DROP COLUMN k{i}")
         mapping = _mapping(session, staged, odd, kind)
         if mapping is None:
             continue
+        clean.discard(i)
         # UPDATE keeps the rows' order (a join would not).
         con.execute(
             f"UPDATE {target} SET v{i} = x.p, b{i} = x.b FROM (SELECT r._row, m.p, m.b "
             f"FROM {staged.view} r JOIN {mapping} m ON r.c{i} IS NOT DISTINCT FROM m.k) x "
-            f"WHERE {target}._row = x._row")
+            f"WHERE {target}.rowid = x._row")
+    return clean
 
 
 def _fast_parse(c: str, raw_type: str, kind: Kind) -> tuple[str, str, str | None]:
@@ -606,27 +637,37 @@ def _check(session: _Session, staged: _Staged, account_ids: str | None, now: pd.
             kinds[i] = Kind.FLOAT
     # The parsed table becomes the clean one: drops deleted, flags dropped, columns renamed.
     parsed = target
-    _create_parsed(session, staged, kinds, parsed)
+    always_parsed = _create_parsed(session, staged, kinds, parsed)
     reference = None
     if account_ids is not None and staged.name != "accounts":
         reference = session.table("ids", f"SELECT DISTINCT account_id FROM {account_ids} "
                                           "WHERE account_id IS NOT NULL")
-    rules = _rules(staged, names, kinds, now, reference)
+    rules = [r for r in _rules(staged, names, kinds, now, reference)
+             if r.condition not in {f"b{i}" for i in always_parsed}]  # nothing to count
     pos = {n: i for i, n in enumerate(names)}
 
-    windows = [f"count(*) OVER (PARTITION BY v{pos[c.name]}) > 1 AND v{pos[c.name]} IS NOT NULL AS u{pos[c.name]}"
-               for c in source.columns if c.unique and c.name in pos]
+    # Repeats by grouping (a hash table), not by a window (a sort of the whole table).
+    repeats = {f"u{pos[c.name]}": [pos[c.name]] for c in source.columns if c.unique and c.name in pos}
     if source.unique_together:
-        keys = ", ".join(f"v{pos[k]}" for k in source.unique_together)
-        windows.append(f"count(*) OVER (PARTITION BY {keys}) > 1 AS u_keys")
-    checked = session.view("flagged", f"SELECT p.*{''.join(', ' + w for w in windows)} FROM {parsed} p")
-    if rules:
+        repeats["u_keys"] = [pos[k] for k in source.unique_together]
+    simple = [r for r in rules if r.condition not in repeats]
+    found_by_rule = {}
+    if simple:
         aggregates = ", ".join(f"count(*) FILTER (WHERE coalesce({r.condition}, false)), "
-                               f"min(_row) FILTER (WHERE coalesce({r.condition}, false))"
-                               for r in rules)
-        found = con.execute(f"SELECT {aggregates} FROM {checked}").fetchall()[0]
-    else:
-        found = ()
+                               f"min(rowid) FILTER (WHERE coalesce({r.condition}, false))"
+                               for r in simple)
+        row = con.execute(f"SELECT {aggregates} FROM {parsed}").fetchall()[0]
+        found_by_rule = {id(r): row[2 * k: 2 * k + 2] for k, r in enumerate(simple)}
+    for r in rules:
+        if r.condition in repeats:
+            keys = [f"v{i}" for i in repeats[r.condition]]
+            # pandas: a single column's missing values never repeat; a key's do.
+            where = f"WHERE {keys[0]} IS NOT NULL" if r.condition != "u_keys" else ""
+            on = " AND ".join(f"p.{k} IS NOT DISTINCT FROM d.{k}" for k in keys)
+            found_by_rule[id(r)] = con.execute(
+                f"SELECT count(*), min(p.rowid) FROM {parsed} p SEMI JOIN (SELECT {', '.join(keys)} "
+                f"FROM {parsed} {where} GROUP BY ALL HAVING count(*) > 1) d ON {on}").fetchall()[0]
+    found = [x for r in rules for x in found_by_rule[id(r)]]
     for number, rule in enumerate(rules):
         count, first = found[2 * number], found[2 * number + 1]
         if not count:
@@ -638,7 +679,6 @@ def _check(session: _Session, staged: _Staged, account_ids: str | None, now: pd.
                            rule.as_row)
         checker.record(rule.rule, rule.severity, rule.reason, rule.column, int(count), int(first), shown)
     report.problems = checker.problems
-    con.execute(f"DROP VIEW {checked}")
     if any(p.severity == ERROR for p in checker.problems):
         con.execute(f"DROP TABLE {parsed}")
         return report
@@ -647,7 +687,6 @@ def _check(session: _Session, staged: _Staged, account_ids: str | None, now: pd.
         con.execute(f"DELETE FROM {parsed} WHERE {' OR '.join(f'coalesce({d}, false)' for d in drops)}")
     for i in sorted(kinds):
         con.execute(f"ALTER TABLE {parsed} DROP COLUMN b{i}")
-    con.execute(f"ALTER TABLE {parsed} DROP COLUMN _row")
     for i, n in enumerate(names):
         con.execute(f"ALTER TABLE {parsed} RENAME COLUMN v{i} TO {_quote(n)}")
     kept, low, high = con.execute(
@@ -672,7 +711,7 @@ def _fetch_row(session: _Session, staged: _Staged, parsed: str, where: str, colu
                       f"(SELECT 1 AS o, {c} FROM {staged.view} WHERE {c} IS NULL LIMIT 1) ORDER BY o")
         return staged.to_pandas(rel.select(c))
     select = ", ".join(f"v{i} AS {_quote(names[i])}" for i in columns)
-    frame = con.sql(f"SELECT {select} FROM {parsed} WHERE _row = {first}").df()
+    frame = con.sql(f"SELECT {select} FROM {parsed} WHERE rowid = {first}").df()
     return frame.astype({names[i]: _PANDAS_TYPE[kinds[i]] for i in columns})
 
 
@@ -736,11 +775,12 @@ def validate_into(
                     name, f"{name}.parquet|.csv|.csv.gz", f"{name}.missing", ERROR,
                     "required source is missing from the data folder"))
         result.missing_optional = [n for n in SOURCES if n not in located and n not in REQUIRED_SOURCES]
-        # Read every source before checking any, as the pandas path does: a file that
-        # cannot be read stops the run before anything else is reported.
-        staged = {name: located[name]() for name in SOURCES if name in located}
+        # One source at a time, in the contract's order, each one's copies dropped once
+        # it is checked. A file that cannot be read raises the same error as in the
+        # pandas path, which reads them all first in the same order.
         account_ids = None
-        for name, source in staged.items():
+        for name in (n for n in SOURCES if n in located):
+            source = located[name]()
             if progress:
                 progress(name)
             staging[name] = f"{table_prefix}{name}__staging_{session.tag}"
@@ -748,6 +788,7 @@ def validate_into(
             result.reports[name] = report
             if name == "accounts":
                 account_ids = _account_ids(session, source)
+            session.release(keep={account_ids} if account_ids else set())
         if not result.errors:
             for name, table in staging.items():
                 final = _quote(f"{table_prefix}{name}")

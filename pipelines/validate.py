@@ -106,11 +106,54 @@ def data_end_date(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
     return max(ends)
 
 
+def reports_end_date(validation: Validation) -> pd.Timestamp:
+    """:func:`data_end_date` from a validation's reports (the clean tables' last dates),
+    without the tables."""
+    ends = [
+        report.date_max.normalize()
+        for name, report in validation.reports.items()
+        if name not in ("accounts", "subscriptions") and report.kept_rows and report.date_max is not None
+    ]
+    if not ends:
+        raise DataContractError("the data has no dated activity to take an as-of date from")
+    return max(ends)
+
+
+def check_and_summarise(
+    data_dir: Path, grace_days: int = DEFAULT_GRACE_DAYS,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[Validation, LifecycleSummary | DataContractError | None]:
+    """What ``healthscore validate`` shows: the validation (tables left out, they stay in
+    DuckDB) and, when it has no errors, the lifecycle summary (or the error that stops
+    it, for the caller to raise once the table is shown). Only accounts and
+    subscriptions come into pandas."""
+    import duckdb
+
+    from pipelines.ingest import fetch_tables, validate_into
+
+    con = duckdb.connect()
+    try:
+        validation = validate_into(con, data_dir, progress=progress)
+        summary = None
+        if validation.ok:
+            small = fetch_tables(con, {n: validation.tables[n] for n in ("accounts", "subscriptions")})
+            try:
+                summary = summarise_lifecycle(small, grace_days, as_of=reports_end_date(validation))
+            except DataContractError as exc:  # raised after the table is shown
+                summary = exc
+        validation.tables = {}
+    finally:
+        con.close()
+    return validation, summary
+
+
 def summarise_lifecycle(
-    tables: dict[str, pd.DataFrame], grace_days: int = DEFAULT_GRACE_DAYS
+    tables: dict[str, pd.DataFrame], grace_days: int = DEFAULT_GRACE_DAYS,
+    as_of: pd.Timestamp | None = None,
 ) -> LifecycleSummary:
-    """Derive activity and renewal outcomes as of the data's last day."""
-    as_of = data_end_date(tables)
+    """Derive activity and renewal outcomes as of the data's last day (``as_of``: that
+    day when already known; then only accounts and subscriptions are needed)."""
+    as_of = as_of if as_of is not None else data_end_date(tables)
     outcomes = renewal_outcomes(tables["subscriptions"], as_of, grace_days)
     counts = outcomes["outcome"].value_counts()
     by_status = int(((outcomes["outcome"] == "churned") & (outcomes["decided_by"] == "status")).sum())
