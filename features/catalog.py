@@ -1,5 +1,12 @@
 """The metric catalog: every metric defined once, with its meaning.
 
+Each group's module lists its metrics (:class:`~features.metric.Metric` entries) beside
+the Ibis definitions that compute them: :mod:`features.usage` (frequency, breadth, depth,
+trend), :mod:`features.contract_metrics`, :mod:`features.support`,
+:mod:`features.sentiment`, :mod:`features.onboarding`, :mod:`features.billing`,
+:mod:`features.engagement` and :mod:`features.own`. This module assembles them, in
+column order.
+
 A metric's name follows ``<what>_<aggregate>_<window>``. Its group is how weights and
 drivers are shown to people; its direction (does a higher value mean healthier or
 riskier?) drives the docs, the explanations and the model's monotone constraints.
@@ -12,126 +19,30 @@ columns the metric history has.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 
+from features import (
+    billing, contract_metrics, engagement, onboarding, own, sentiment, support, usage)
+from features.metric import GROUPS, Direction, Metric, _slug
+from features.support import PRIORITIES
 from healthscore.config import MetricsConfig
 
+# What other code imports from here, wherever it is defined.
+__all__ = [
+    "GROUPS", "PRIORITIES", "Direction", "Metric", "_slug",
+    "available_columns", "catalog", "catalog_markdown", "metric_names", "not_built",
+]
 
-class Direction(StrEnum):
-    """What a higher value means."""
-
-    HEALTHIER = "healthier"
-    RISKIER = "riskier"
-    UNKNOWN = "unknown"
-
-
-GROUPS = (
-    "frequency", "breadth", "depth", "trend", "support", "sentiment",
-    "onboarding", "billing", "engagement", "contract",
-    "own",  # bring-your-own metrics from account_metrics
-)
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One column of the metric history."""
-
-    name: str
-    group: str
-    description: str
-    unit: str
-    direction: Direction
-    source: str
-    # Optional contract columns the metric cannot be computed without, as
-    # ``source.column`` (a per-seat ratio needs ``subscriptions.seats``).
-    needs: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.group not in GROUPS:
-            raise ValueError(f"{self.name}: unknown group {self.group!r}")
-
-    def missing(self, available: Mapping[str, Collection[str]]) -> list[str]:
-        """What this metric needs that ``available`` (source -> columns) lacks: the
-        source itself, or ``source.column`` entries.
-
-        >>> Metric("x", "breadth", "", "", Direction.HEALTHIER, "events",
-        ...        ("events.user_id",)).missing({"events": {"account_id"}})
-        ['events.user_id']
-        """
-        if self.source not in available:
-            return [self.source]
-        return [n for n in self.needs
-                if n.split(".", 1)[1] not in available.get(n.split(".", 1)[0], ())]
-
-
-H, R, U = Direction.HEALTHIER, Direction.RISKIER, Direction.UNKNOWN
-
+# Every group's fixed metrics, each listed in its group's module beside its definition,
+# in column order; the metrics that follow the config come after them (_all_metrics).
 _FIXED: tuple[Metric, ...] = (
-    # frequency
-    Metric("active_days_count_30d", "frequency", "Days with any product usage in the last 30 days", "days", H, "events"),
-    Metric("active_days_count_90d", "frequency", "Days with any product usage in the last 90 days", "days", H, "events"),
-    Metric("events_count_30d", "frequency", "Product events (summing `count`) in the last 30 days", "events", H, "events"),
-    Metric("events_per_active_user_30d", "frequency", "Events per active user in the last 30 days", "events/user", H, "events", ("events.user_id",)),
-    Metric("events_value_sum_30d", "frequency", "Sum of event `value` amounts in the last 30 days", "amount", H, "events", ("events.value",)),
-    Metric("activity_days_since_last", "frequency", "Days since the account's last product usage (empty: never used)", "days", R, "events"),
-    Metric("active_days_share_tenure", "frequency", "Active days in the last 90 days per day the account has existed in them (young accounts compare fairly)", "share", H, "events"),
-    Metric("events_count_per_seat_30d", "frequency", "Product events in the last 30 days per licensed seat", "events/seat", H, "events", ("subscriptions.seats",)),
-    # breadth
-    Metric("active_users_count_30d", "breadth", "Distinct users active in the last 30 days", "users", H, "events", ("events.user_id",)),
-    Metric("active_users_ratio_30d", "breadth", "Active users in the last 30 days per licensed seat", "ratio", H, "events", ("events.user_id", "subscriptions.seats")),
-    # depth
-    Metric("key_features_used_count_30d", "depth", "Distinct key features used in the last 30 days", "features", H, "events"),
-    Metric("advanced_events_share_30d", "depth", "Share of events on advanced features in the last 30 days (empty: no events)", "share", H, "events"),
-    # trend
-    Metric("events_count_change_30d", "trend", "Events in the last 30 days against the 30 before (relative change; empty: none before)", "ratio", H, "events"),
-    Metric("events_daily_slope_90d", "trend", "Slope of daily events over the last 90 days (least squares; idle days count as 0)", "events/day per day", H, "events"),
-    Metric("active_users_daily_slope_90d", "trend", "Slope of daily active users over the last 90 days", "users/day per day", H, "events", ("events.user_id",)),
-    Metric("events_count_drop_from_peak", "trend", "Fall of 30-day events from the account's own highest 30-day count at a snapshot of the last 365 days (0: at its peak)", "share", R, "events"),
-    Metric("active_users_drop_from_peak", "trend", "Fall of 30-day active users from the account's own highest count at a snapshot of the last 365 days (0: at its peak)", "share", R, "events", ("events.user_id",)),
-    Metric("active_users_change_30d", "trend", "Active users in the last 30 days against the 30 before (relative change)", "ratio", H, "events", ("events.user_id",)),
-    # contract
-    Metric("arr_total_current", "contract", "ARR (annual recurring revenue) of the current terms", "currency", U, "subscriptions"),
-    Metric("seats_total_current", "contract", "Licensed seats on the current terms", "seats", U, "subscriptions", ("subscriptions.seats",)),
-    Metric("tenure_days_current", "contract", "Days since the account was created", "days", H, "accounts"),
-    Metric("renewal_days_to_next", "contract", "Days to the next renewal (the end of the earliest current term)", "days", U, "subscriptions"),
-    Metric("term_length_days_current", "contract", "Length of the longest current term (about 30 monthly, 365 annual)", "days", U, "subscriptions"),
-    Metric("arr_change_365d", "contract", "ARR now against ARR a year earlier (relative change; empty: no term then)", "ratio", H, "subscriptions"),
-    Metric("seats_change_365d", "contract", "Licensed seats now against a year earlier (relative change; empty: no term then)", "ratio", H, "subscriptions", ("subscriptions.seats",)),
-    # support
-    Metric("tickets_count_30d", "support", "Support tickets opened in the last 30 days", "tickets", R, "tickets"),
-    Metric("tickets_count_90d", "support", "Support tickets opened in the last 90 days", "tickets", R, "tickets"),
-    Metric("tickets_high_count_30d", "support", "High or urgent tickets opened in the last 30 days", "tickets", R, "tickets", ("tickets.priority",)),
-    *(
-        Metric(f"tickets_{p}_count_90d", "support", f"Tickets of priority {p} opened in the last 90 days", "tickets", R, "tickets", ("tickets.priority",))
-        for p in ("low", "normal", "high", "urgent")
-    ),
-    Metric("tickets_count_per_seat_90d", "support", "Support tickets opened in the last 90 days per licensed seat", "tickets/seat", R, "tickets", ("subscriptions.seats",)),
-    Metric("tickets_resolution_hours_mean_90d", "support", "Mean hours to resolve tickets opened in the last 90 days and resolved by the day", "hours", R, "tickets", ("tickets.resolved_at",)),
-    Metric("tickets_csat_mean_90d", "support", "Mean ticket CSAT (1-5) of tickets opened in the last 90 days and resolved by the day", "score", H, "tickets", ("tickets.csat", "tickets.resolved_at")),
-    Metric("tickets_open_count_current", "support", "Tickets open at the end of the day", "tickets", R, "tickets", ("tickets.resolved_at",)),
-    # sentiment
-    Metric("nps_score_latest", "sentiment", "Latest NPS response (0-10) in the last 365 days (responses at the same latest time: their mean)", "score", H, "surveys"),
-    Metric("nps_score_mean_180d", "sentiment", "Mean NPS response in the last 180 days", "score", H, "surveys"),
-    Metric("nps_score_change_180d", "sentiment", "Mean NPS of the last 180 days minus the 185 days before", "points", H, "surveys"),
-    Metric("nps_promoter_share_365d", "sentiment", "Share of NPS responses of 9-10 in the last 365 days", "share", H, "surveys"),
-    Metric("nps_detractor_share_365d", "sentiment", "Share of NPS responses of 0-6 in the last 365 days", "share", R, "surveys"),
-    Metric("csat_score_mean_90d", "sentiment", "Mean CSAT survey response (1-5) in the last 90 days", "score", H, "surveys"),
-    Metric("csm_sentiment_latest", "sentiment", "The CSM's latest read of the account (1-10) in the last 365 days (notes at the same latest time: their mean)", "score", H, "csm_notes"),
-    Metric("csm_sentiment_change_90d", "sentiment", "Mean CSM sentiment of the last 90 days minus the 90 before", "points", H, "csm_notes"),
-    # onboarding
-    Metric("onboarding_completed_share", "onboarding", "Share of the expected onboarding milestones completed", "share", H, "onboarding"),
-    Metric("onboarding_stalled_flag", "onboarding", "1 when onboarding is incomplete and nothing moved for 30 days", "flag", R, "onboarding"),
-    # billing
-    Metric("invoices_late_count_365d", "billing", "Invoices due in the last 365 days paid late or still overdue", "invoices", R, "invoices", ("invoices.paid_at",)),
-    Metric("invoices_overdue_days_max_current", "billing", "Days the oldest overdue invoice is past due (0: none)", "days", R, "invoices", ("invoices.paid_at",)),
-    Metric("invoices_unpaid_amount_current", "billing", "Amount of overdue unpaid invoices", "currency", R, "invoices", ("invoices.paid_at",)),
-    # engagement
-    Metric("marketing_touches_count_30d", "engagement", "Marketing touches (clicks, webinars, visits) in the last 30 days", "touches", H, "marketing"),
-    Metric("marketing_touches_count_90d", "engagement", "Marketing touches in the last 90 days", "touches", H, "marketing"),
+    *usage.METRICS,
+    *contract_metrics.METRICS,
+    *support.METRICS,
+    *sentiment.METRICS,
+    *onboarding.METRICS,
+    *billing.METRICS,
+    *engagement.METRICS,
 )
-
-PRIORITIES = ("low", "normal", "high", "urgent")
 
 
 Available = Mapping[str, Collection[str]]
@@ -208,45 +119,8 @@ _EVERY = _Every()
 
 def _all_metrics(config: MetricsConfig | None, own_columns: tuple[str, ...]) -> tuple[Metric, ...]:
     config = config or MetricsConfig()
-    per_feature = tuple(
-        Metric(
-            f"key_feature_{_slug(f)}_adoption_30d", "depth",
-            f"Share of the last 30 days' active users who used key feature `{f}`",
-            "share", H, "events", ("events.user_id",),
-        )
-        for f in config.key_features
-    )
-    per_event = tuple(
-        Metric(
-            f"event_{_slug(e)}_count_30d", "frequency",
-            f"Events `{e}` (summing `count`) in the last 30 days", "events", U, "events",
-        )
-        for e in config.event_types
-    ) + tuple(
-        Metric(
-            f"event_{_slug(e)}_value_sum_30d", "frequency",
-            f"Sum of the `value` of events `{e}` in the last 30 days", "amount", U, "events",
-            ("events.value",),
-        )
-        for e in config.value_events
-    )
-    per_milestone = tuple(
-        Metric(
-            f"onboarding_{_slug(m)}_days_to", "onboarding",
-            f"Days from account creation to milestone `{m}` (empty: not reached)", "days", R,
-            "onboarding",
-        )
-        for m in config.onboarding_milestones
-    )
-    own = tuple(
-        Metric(
-            f"own_{c if c == '<column>' else _slug(c)}_latest", "own",
-            f"Your metric `{c}` (from account_metrics: the latest value within "
-            f"{config.account_metrics_staleness_days} days)", "as given", U, "account_metrics",
-        )
-        for c in own_columns
-    )
-    metrics = _FIXED + per_event + per_feature + per_milestone + own
+    metrics = (_FIXED + usage.per_config(config) + onboarding.per_config(config)
+               + own.per_config(config, own_columns))
     if not config.onboarding_milestones:  # nothing expected: no onboarding group
         metrics = tuple(m for m in metrics if m.group != "onboarding")
     return metrics
@@ -259,12 +133,6 @@ def metric_names(
 ) -> list[str]:
     """Column names of the metric history, without the keys."""
     return [m.name for m in catalog(config, sources, own_columns)]
-
-
-def _slug(event: str) -> str:
-    """``Create Report`` -> ``create_report``: a safe column-name part."""
-    out = "".join(c.lower() if c.isalnum() else "_" for c in event)
-    return "_".join(p for p in out.split("_") if p) or "event"
 
 
 DOC_HEADER = """# Metric catalog
