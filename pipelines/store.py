@@ -433,7 +433,9 @@ class Store:
                 f"{out}: unsupported output format '{suffix}'; use .parquet, .csv or .csv.gz")
         self.con.execute("CREATE OR REPLACE TEMP TABLE _export_dates AS "
                          "SELECT unnest(?::DATE[]) AS as_of_date", [list(snapshots)])
-        query = ("SELECT * REPLACE (CAST(as_of_date AS TIMESTAMP) AS as_of_date) FROM metric_history "
+        # Parquet keeps the date as a timestamp (as pandas writes it); CSV as YYYY-MM-DD.
+        day = "CAST(as_of_date AS TIMESTAMP)" if suffix == ".parquet" else "as_of_date"
+        query = (f"SELECT * REPLACE ({day} AS as_of_date) FROM metric_history "
                  "WHERE as_of_date IN (SELECT as_of_date FROM _export_dates) "
                  "ORDER BY account_id, as_of_date")
         if suffix == ".parquet":
