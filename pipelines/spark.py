@@ -205,6 +205,7 @@ class InSpark:
         self._con = None
         self._keep = None
         self._handles: dict[tuple[str, str], object] = {}
+        self._views: list[str] = []  # Spark's temporary views over the Parquet files
         self._scratch = itertools.count()
 
     @property
@@ -225,8 +226,7 @@ class InSpark:
             file = self.root / name / f"{version}.parquet"
             if not file.exists():
                 self._copy(f"SELECT * FROM {name}", file)
-            self._handles[name, version] = self.con.read_parquet(
-                str(file), table_name=f"hs_{name}_{version}")
+            self._handles[name, version] = self._read(file, f"hs_{name}_{version}")
         return self._handles[name, version]
 
     def from_store(self, expr):
@@ -235,7 +235,11 @@ class InSpark:
         n = next(self._scratch)
         file = self.root / "_scratch" / f"{os.getpid()}-{n}.parquet"
         self._copy(self.store.ibis.compile(expr), file)
-        return self.con.read_parquet(str(file), table_name=f"hs_scratch_{os.getpid()}_{n}")
+        return self._read(file, f"hs_scratch_{os.getpid()}_{n}")
+
+    def _read(self, file: Path, view: str):
+        self._views.append(view)
+        return self.con.read_parquet(str(file), table_name=view)
 
     def stage(self, expr):
         self.con
@@ -244,14 +248,18 @@ class InSpark:
     def insert(self, name: str, expr) -> int:
         return self.store.insert_arrow(name, to_arrow(self.con, expr))
 
-    def close(self) -> None:
-        """Free Spark's cached intermediates and delete the scratch files and the mirror
-        files of versions no longer current."""
+    def close(self, failed: bool = False) -> None:
+        """Free Spark's cached intermediates and views, delete the scratch files and (when
+        the run succeeded) the mirror files of versions no longer current. ``failed``:
+        the run is being rolled back, so DuckDB is not asked anything."""
         if self._keep is not None:
             self._keep.release()
+            for view in self._views:
+                self._con.raw_sql(f"DROP VIEW IF EXISTS `{view}`")
+        self._views.clear()
         self._handles.clear()
         shutil.rmtree(self.root / "_scratch", ignore_errors=True)
-        if not self.root.exists():
+        if failed or not self.root.exists():
             return
         for folder in self.root.iterdir():
             if not folder.is_dir() or folder.name.startswith("_"):

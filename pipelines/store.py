@@ -117,11 +117,13 @@ def opened(path: Path, config: Config, progress: Progress | None = None) -> Iter
                 con.execute("BEGIN TRANSACTION")
                 store = Store(con, config, path)
                 try:
-                    try:
-                        yield store
-                    finally:
-                        store.engine.close()
+                    yield store
+                    store.engine.close()
                 except BaseException:
+                    # The transaction may be aborted: the engine frees its own things
+                    # without asking DuckDB, and never hides the run's error.
+                    with contextlib.suppress(Exception):
+                        store.engine.close(failed=True)
                     con.execute("ROLLBACK")
                     raise
                 con.execute("COMMIT")
@@ -530,14 +532,14 @@ class Store:
     def _insert(self, name: str, expr: ir.Table) -> int:
         """Append the rows of DuckDB expression ``expr`` to table ``name`` (by column
         name), creating it; returns the number of rows."""
+        if name not in self.table_names():
+            self.ibis.create_table(name, expr)
+            return self.con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
         # Through Ibis, which registers the expression's in-memory tables (dates).
         # (ibis 12's overwrite=True fails on DuckDB 2.0: drop first.)
         self.con.execute("DROP TABLE IF EXISTS _insert")
         self.ibis.create_table("_insert", expr, temp=True)
-        if name in self.table_names():
-            self.con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _insert")
-        else:
-            self.con.execute(f"CREATE TABLE {name} AS SELECT * FROM _insert")
+        self.con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _insert")
         rows = self.con.execute("SELECT count(*) FROM _insert").fetchall()[0][0]
         self.con.execute("DROP TABLE _insert")
         return rows
@@ -582,8 +584,9 @@ class InDuckDB:
         """Append the rows of ``expr`` to store table ``name``; their number."""
         return self.store._insert(name, expr)
 
-    def close(self) -> None:
-        """Free what the run held (nothing here)."""
+    def close(self, failed: bool = False) -> None:
+        """Free what the run held (nothing here). ``failed``: the run's transaction is
+        being rolled back."""
 
 
 def _digest_sql(name: str, table: str, columns: list[str]) -> str:

@@ -129,9 +129,13 @@ def test_incremental_spark_runs_equal_a_duckdb_rebuild_and_compute_only_what_cha
     stamps = pd.to_datetime(events["timestamp"])
     first = min(pd.to_datetime(book["subscriptions"]["start_date"]).min(), stamps.min()).date()
     cutoff = pd.Timestamp(first) + pd.Timedelta(days=400)
-    # Late rows: dated weeks before the first export, they reach only the last one.
-    early = events.index[(stamps > cutoff - pd.Timedelta(days=40)) & (stamps < cutoff - pd.Timedelta(days=20))]
-    held_back = {"events": set(rng.sample(list(early), k=3))}
+    # One account's late rows (dated weeks before the first export, they reach only the
+    # last one) and one of its events edited then: the other accounts stay as they were.
+    window = events.loc[(stamps > cutoff - pd.Timedelta(days=40))
+                        & (stamps < cutoff - pd.Timedelta(days=10))]
+    account = window["account_id"].value_counts().index[0]
+    rows = rng.sample(list(window.index[window["account_id"] == account]), k=4)
+    held_back = {"events": set(rows[:3])}
     path = tmp_path / "spark.duckdb"
 
     def spark_run(step: int):
@@ -156,9 +160,9 @@ def test_incremental_spark_runs_equal_a_duckdb_rebuild_and_compute_only_what_cha
     # rows at the stored dates on or after the earliest touched day are recomputed.
     late = events.loc[sorted(held_back["events"])]
     held_back = {}
-    edited = rng.choice(list(events.index[(stamps > cutoff - pd.Timedelta(days=30))
-                                          & (stamps < cutoff - pd.Timedelta(days=10))]))
-    book["events"].loc[edited, "event"] = "quiz_submit"
+    edited = rows[3]
+    name = book["events"].loc[edited, "event"]
+    book["events"].loc[edited, "event"] = "lesson_view" if name == "quiz_submit" else "quiz_submit"
     touched = pd.concat([late, book["events"].loc[[edited]]])
     since = pd.to_datetime(touched["timestamp"]).dt.normalize().min()
     data, history, produced = spark_run(2)
