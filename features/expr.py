@@ -14,14 +14,24 @@ KEYS = ["account_id", "as_of_date"]
 EPOCH = ibis.date(1970, 1, 1)
 
 
+# Float sums are taken in units of 1e-6: each value rounded to a whole number of
+# micro-units, held in a double, summed, and scaled back.
+EXACT_UNITS = 1_000_000
+
+
 def exact_sum(value: ir.NumericValue, where: ir.BooleanValue | None = None) -> ir.FloatingValue:
-    """The sum of floats, the same in any row order: summed exactly as decimals with nine
-    places, then a float again.
+    """The sum of floats, the same in any row order.
 
     A plain float sum depends on the order rows arrive in (which a parallel engine, or a
-    store that recomputes a few accounts, does not fix); a metric must not.
+    store that recomputes a few accounts, does not fix); a metric must not. Each value
+    is rounded to a whole number of millionths and the whole numbers are summed as
+    doubles, which add whole numbers exactly below 2**53: so the sum is exact, in any
+    order, while its magnitude stays below about 9e9 (far above any account's ARR,
+    invoices or event values). Doubles, not decimals: Spark aggregates decimals wider
+    than 18 digits on a slow path that runs out of memory.
     """
-    return value.cast("decimal(38, 9)").sum(where=where).cast("float64")
+    units = (value.cast("float64") * EXACT_UNITS).round().cast("float64")
+    return units.sum(where=where) / EXACT_UNITS
 
 
 def exact_mean(value: ir.NumericValue, where: ir.BooleanValue | None = None) -> ir.FloatingValue:

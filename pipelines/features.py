@@ -7,8 +7,10 @@ the stage asks for, with the few small tables and facts the stage needs besides
 (accounts, subscriptions, each source's record days). The events never pass through
 pandas. The ``features`` command writes the history to a file (an export).
 
-On Spark (``engine.name: spark``) the validated tables are staged as Parquet and the
-same definitions run there (:func:`stage_and_build`).
+On Spark (``engine.name: spark``) the store is the same and so is its bookkeeping; only
+the metric computation runs on Spark, over Parquet mirrors of the store's tables
+(:class:`pipelines.spark.InSpark`). :func:`stage_and_build` computes a whole history
+from validated in-memory tables instead, on either engine, without a store.
 """
 
 from __future__ import annotations
@@ -88,8 +90,6 @@ def load_book(data, as_of: dt.date | None, config: Config, *,
         DataContractError: The data breaks the contract.
         HealthscoreError: ``as_of`` lies before the first data.
     """
-    if config.engine.name == "spark":
-        return _book_on_spark(data, as_of, config, snapshots, history_days)
     if snapshots is not None and not callable(snapshots):
         snapshots = list(snapshots)
     from pipelines import store as metric_store
@@ -139,26 +139,6 @@ def _store_file(store: Path | None) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="healthscore-store-") as folder:
         yield Path(folder) / "store.duckdb"
-
-
-def _book_on_spark(data, as_of, config: Config, snapshots, history_days) -> Book:
-    """The Spark engine's book: validated in memory, the history computed by Spark."""
-    tables = load_data_folder(data)
-    as_of = as_of or data_end_date(tables).date()
-    if callable(snapshots):
-        snapshots = snapshots(as_of)
-    if history_days is not None:
-        config = config.model_copy(update={"metrics": config.metrics.model_copy(
-            update={"history_days": history_days})})
-    accounts, subscriptions = tables["accounts"], tables["subscriptions"]
-    columns, own = available_columns(tables), own_columns_of(tables)
-    rows = {name: len(t) for name, t in tables.items()}
-    days = {}
-    for name, table in tables.items():
-        stamps = pd.to_datetime(table[SOURCES[name].date_column]).dt.normalize()
-        days[name] = sorted(d.date() for d in stamps.loc[stamps <= pd.Timestamp(as_of)].unique())
-    history = stage_and_build(tables, as_of, config, snapshots=snapshots)
-    return Book(as_of, history, accounts, subscriptions, columns, own, rows, days)
 
 
 def parse_as_of(value: str | None) -> dt.date | None:
@@ -280,8 +260,8 @@ def build_features(
     """Bring the metric store up to ``data_dir`` and export the metric history as of
     ``as_of`` to ``out`` (the stages read the store, not this file).
 
-    On DuckDB the history goes from the store to the file without passing through
-    pandas. ``progress`` hears, once, each metric the data cannot support and why.
+    The history goes from the store to the file without passing through pandas, on
+    either engine. ``progress`` hears, once, each metric the data cannot support and why.
 
     Returns:
         The export's size: rows, accounts, dates, first and last date, metrics.
@@ -290,15 +270,6 @@ def build_features(
     if memory_limit:
         config = config.model_copy(update={"engine": config.engine.model_copy(
             update={"memory_limit": memory_limit})})
-    if config.engine.name == "spark":
-        book = load_book(data_dir, as_of, config)
-        for line in book.not_built(config):
-            say(f"not built: {line}")
-        write_table(book.history, out)
-        dates = book.history["as_of_date"]
-        return {"rows": len(book.history), "accounts": book.history["account_id"].nunique(),
-                "dates": dates.nunique(), "first": dates.min(), "last": dates.max(),
-                "metrics": len(book.history.columns) - 2}
     from pipelines import store as metric_store
 
     with _store_file(store) as path, metric_store.opened(path, config, progress) as s:

@@ -170,3 +170,113 @@ def score_frame(metrics: pd.DataFrame, model_uri: str, engine: EngineConfig) -> 
     scored = frame.withColumn("_out", udf(*features)).select(
         "account_id", "as_of_date", "_out.churn_probability", "_out.health_score")
     return scored.toPandas()
+
+
+def to_arrow(con, expr):
+    """The rows of an Ibis expression computed by Spark, as an Arrow table (Spark's own
+    ``toArrow``; Ibis 12's ``to_pyarrow`` goes through pandas)."""
+    from ibis.formats.pyarrow import PyArrowData
+
+    table = expr.as_table()
+    con._run_pre_execute_hooks(table)  # registers the expression's in-memory tables
+    frame = con._session.sql(con.compile(table))
+    if not hasattr(frame, "toArrow"):  # pyspark before 4.0
+        return con.to_pyarrow(table)
+    return PyArrowData.convert_table(frame.toArrow(), table.schema())
+
+
+class InSpark:
+    """The metric store's engine on Spark (see :mod:`pipelines.store`): the same
+    expressions over Parquet mirrors of the store's tables, their rows back as Arrow.
+
+    Each table the engine reads is mirrored as ``<store>.parquet/<table>/<version>.parquet``
+    (DuckDB's ``COPY``), rewritten only when the table's version (:meth:`Store.version`)
+    moved since; older versions' files are deleted when the run ends. Slices of the store
+    (the changed days' events, the stale accounts) go as one-run files under
+    ``<store>.parquet/_scratch/``. On a cluster the folder must be on storage every
+    executor reads.
+    """
+
+    name = "spark"
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.root = store.path.with_name(f"{store.path.stem}.parquet")
+        self._con = None
+        self._keep = None
+        self._handles: dict[tuple[str, str], object] = {}
+        self._views: list[str] = []  # Spark's temporary views over the Parquet files
+        self._scratch = itertools.count()
+
+    @property
+    def con(self):
+        if self._con is None:
+            self._con = connect(self.store.config.engine)
+            self._keep = stager(self._con)
+        return self._con
+
+    def table(self, name: str, rows: bool = True):
+        """Store table ``name`` read by Spark from its mirror, written first if the mirror
+        is not current. ``rows=False``: only its columns are read, so an empty file with
+        them stands in (no mirror of the whole table)."""
+        if not rows:
+            return self.from_store(self.store.ibis.table(name).limit(0))
+        version = self.store.version(name)
+        if (name, version) not in self._handles:
+            file = self.root / name / f"{version}.parquet"
+            if not file.exists():
+                self._copy(f"SELECT * FROM {name}", file)
+            self._handles[name, version] = self._read(file, f"hs_{name}_{version}")
+        return self._handles[name, version]
+
+    def from_store(self, expr):
+        """A DuckDB expression over the store, written as a one-run Parquet file that
+        Spark reads."""
+        n = next(self._scratch)
+        file = self.root / "_scratch" / f"{os.getpid()}-{n}.parquet"
+        self._copy(self.store.ibis.compile(expr), file)
+        return self._read(file, f"hs_scratch_{os.getpid()}_{n}")
+
+    def _read(self, file: Path, view: str):
+        self._views.append(view)
+        return self.con.read_parquet(str(file), table_name=view)
+
+    def stage(self, expr):
+        self.con
+        return self._keep(expr)
+
+    def insert(self, name: str, expr) -> int:
+        return self.store.insert_arrow(name, to_arrow(self.con, expr))
+
+    def close(self, failed: bool = False) -> None:
+        """Free Spark's cached intermediates and views, delete the scratch files and (when
+        the run succeeded) the mirror files of versions no longer current. ``failed``:
+        the run is being rolled back, so DuckDB is not asked anything."""
+        if self._keep is not None:
+            self._keep.release()
+            for view in self._views:
+                self._con.raw_sql(f"DROP VIEW IF EXISTS `{view}`")
+        self._views.clear()
+        self._handles.clear()
+        shutil.rmtree(self.root / "_scratch", ignore_errors=True)
+        if failed or not self.root.exists():
+            return
+        for folder in self.root.iterdir():
+            if not folder.is_dir() or folder.name.startswith("_"):
+                continue
+            row = self.store.con.execute("SELECT value FROM _meta WHERE key = ?",
+                                         [f"version:{folder.name}"]).fetchall()
+            current = f"{row[0][0]}.parquet" if row else None
+            for file in folder.iterdir():
+                if file.name != current:
+                    file.unlink(missing_ok=True)
+            if current is None:
+                folder.rmdir()
+
+    def _copy(self, query: str, file: Path) -> None:
+        """DuckDB writes ``query``'s rows to ``file`` (Parquet), atomically."""
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f".{file.name}.tmp")
+        path = str(tmp.resolve()).replace("'", "''")
+        self.store.con.execute(f"COPY ({query}) TO '{path}' (FORMAT parquet)")
+        os.replace(tmp, file)

@@ -26,6 +26,12 @@ A run opens the store (:func:`opened`), brings it up to date with the data folde
 The metric values at (account, D) depend only on data stamped up to D and on D itself
 (the engine's point-in-time property), which is what makes keeping them sound.
 
+Where the metrics are computed is pluggable (:class:`InDuckDB`, the default, or
+:class:`pipelines.spark.InSpark` when ``engine.name`` is ``spark``): the same
+``features.engine`` expressions over the store's tables, run by the store's own DuckDB
+or by Spark over Parquet mirrors of those tables, and their rows inserted here. The
+bookkeeping (validation, digests, what is stale or new) is always DuckDB's.
+
 Runs take turns: the store is locked (``<store>.lock``, an advisory lock the operating
 system frees when a process dies) while a run uses it. Each run's changes are one
 DuckDB transaction: a run that fails or is killed leaves the store as it was.
@@ -39,6 +45,7 @@ import fcntl
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -48,6 +55,7 @@ import duckdb
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
+import pyarrow as pa
 
 import features
 from features.catalog import available_columns
@@ -110,7 +118,12 @@ def opened(path: Path, config: Config, progress: Progress | None = None) -> Iter
                 store = Store(con, config, path)
                 try:
                     yield store
+                    store.engine.close()
                 except BaseException:
+                    # The transaction may be aborted: the engine frees its own things
+                    # without asking DuckDB, and never hides the run's error.
+                    with contextlib.suppress(Exception):
+                        store.engine.close(failed=True)
                     con.execute("ROLLBACK")
                     raise
                 con.execute("COMMIT")
@@ -140,6 +153,14 @@ class Store:
         self.con.execute("CREATE TABLE IF NOT EXISTS _snapshots (as_of_date DATE PRIMARY KEY, "
                          "full_row BOOLEAN)")
         self._temp = 0
+        # Rows the metric engine produced this run, per store table (what was computed).
+        self.produced: dict[str, int] = {}
+        if config.engine.name == "spark":
+            from pipelines.spark import InSpark
+
+            self.engine: InDuckDB = InSpark(self)
+        else:
+            self.engine = InDuckDB(self)
 
     # -- sources -------------------------------------------------------------------------
 
@@ -223,6 +244,7 @@ class Store:
             if name not in validated:  # a source that disappeared
                 self.con.execute(f"DROP TABLE src_{name}")
                 self.con.execute(f"DROP TABLE IF EXISTS _digest_{name}")
+                self._forget(f"src_{name}")
         for name, new in validated.items():
             changed = self._replace_source(name, new)
             if changed:
@@ -276,6 +298,7 @@ class Store:
         if changed or f"src_{name}" not in self.table_names():
             self.con.execute(f"DROP TABLE IF EXISTS src_{name}")
             self.con.execute(f"ALTER TABLE {new} RENAME TO src_{name}")
+            self._changed(f"src_{name}")
         else:
             self.con.execute(f"DROP TABLE {new}")
         if changed:
@@ -296,6 +319,7 @@ class Store:
             return
         for name in (*ROLLUPS, "peak_inputs", "metric_history"):
             self.con.execute(f"DROP TABLE IF EXISTS {name}")
+            self._forget(name)
         self.con.execute("DELETE FROM _snapshots")
         self.con.execute("DELETE FROM _stale")
         self.con.execute("INSERT OR REPLACE INTO _meta VALUES ('definitions', ?)", [now])
@@ -325,9 +349,11 @@ class Store:
     def _build_rollups(self) -> None:
         def create(name: str, expr: ir.Table) -> ir.Table:
             self.con.execute(f"DROP TABLE IF EXISTS {name}")
-            return self.ibis.create_table(name, expr)
+            self._write(name, expr)
+            return self.engine.table(name)
 
-        daily_rollups(self.table("events"), self.config.metrics, create)
+        # user_day is written first, and account_day counts its users from it.
+        daily_rollups(self.engine.table("src_events"), self.config.metrics, create)
 
     def _update_rollups(self) -> None:
         """Recompute the rollup rows of the changed (account, day) keys of events."""
@@ -336,12 +362,31 @@ class Store:
         events = events.mutate(_day=events.timestamp.date())
         events = events.semi_join(keys, [events.account_id == keys.account_id,
                                          events._day == keys.day]).drop("_day")
+        # Only the changed days' events go to the engine (on Spark: a Parquet slice, not
+        # a new mirror of the whole events table).
         for name in ROLLUPS:
             self.con.execute(f"DELETE FROM {name} USING _changes_events AS k "
                              f"WHERE {name}.account_id = k.account_id AND {name}.day = k.day")
-        # The changed days' rollups, computed once each (user_day first: account_day
-        # counts its users from it), then appended.
-        daily_rollups(events, self.config.metrics, self._append_rollup)
+            self._changed(name)
+
+        def append(name: str, expr: ir.Table) -> ir.Table:
+            self._write(name, expr)
+            # The changed days' rows alone (account_day counts its users from user_day's).
+            rows = self.ibis.table(name)
+            rows = rows.semi_join(keys, [rows.account_id == keys.account_id, rows.day == keys.day])
+            return self.engine.from_store(rows)
+
+        daily_rollups(self.engine.from_store(events), self.config.metrics, append)
+
+    def _engine_rollups(self) -> dict[str, ir.Table]:
+        """The rollups as the metric engine reads them."""
+        return {name: self.engine.table(name) for name in ROLLUPS}
+
+    def _engine_tables(self) -> dict[str, ir.Table]:
+        """The validated sources as the metric engine reads them. With the rollups given,
+        the engine reads only the events' columns (which metrics exist), never their
+        rows: the events are the one source not mirrored for every run."""
+        return {s: self.engine.table(f"src_{s}", rows=s != "events") for s in self.sources}
 
     # -- snapshots -----------------------------------------------------------------------
 
@@ -365,12 +410,14 @@ class Store:
         new = [d for d in wanted if d not in stored]
         if new:
             say(f"computing usage peaks at {len(new)} new date(s)")
-            self._insert("peak_inputs", peak_inputs(self.rollups(), self.table("subscriptions"), new))
+            self._write("peak_inputs", peak_inputs(self._engine_rollups(),
+                                                   self.engine.table("src_subscriptions"), new))
             self.con.executemany("INSERT INTO _snapshots VALUES (?, false)", [[d] for d in new])
         full = sorted(d for d in set(snapshots) if not stored.get(d))
         if full:
             say(f"computing the metrics at {len(full)} new snapshot(s)")
-            self._insert("metric_history", self._metrics(self.tables(), self.rollups(), full))
+            self._write("metric_history",
+                        self._metrics(self._engine_tables(), self._engine_rollups(), full))
             self.con.executemany("UPDATE _snapshots SET full_row = true WHERE as_of_date = ?",
                                  [[d] for d in full])
 
@@ -388,23 +435,28 @@ class Store:
                              "SELECT DISTINCT account_id FROM _stale")
             n = self.con.execute("SELECT count(*) FROM _stale_accounts").fetchall()[0][0]
             say(f"recomputing {n:,} changed account(s) at {len(dates)} stored date(s)")
-            accounts = self.ibis.table("_stale_accounts")
-            tables = {s: t.semi_join(accounts, "account_id") for s, t in self.tables().items()}
-            rollups = {r: t.semi_join(accounts, "account_id") for r, t in self.rollups().items()}
+            accounts = self.engine.from_store(self.ibis.table("_stale_accounts"))
+            tables = {s: t.semi_join(accounts, "account_id")
+                      for s, t in self._engine_tables().items()}
+            rollups = {r: t.semi_join(accounts, "account_id")
+                       for r, t in self._engine_rollups().items()}
             self.con.execute("DELETE FROM peak_inputs WHERE as_of_date >= ? AND account_id IN "
                              "(SELECT account_id FROM _stale_accounts)", [since])
-            self._insert("peak_inputs",
-                         peak_inputs(rollups, tables["subscriptions"], sorted(dates)))
+            self._changed("peak_inputs")
+            self._write("peak_inputs",
+                        peak_inputs(rollups, tables["subscriptions"], sorted(dates)))
             full = sorted(d for d, f in dates.items() if f)
             if full:
                 self.con.execute("DELETE FROM metric_history WHERE as_of_date >= ? AND account_id "
                                  "IN (SELECT account_id FROM _stale_accounts)", [since])
-                self._insert("metric_history", self._metrics(tables, rollups, full))
+                self._changed("metric_history")
+                self._write("metric_history", self._metrics(tables, rollups, full))
         self.con.execute("DELETE FROM _stale")
 
     def _metrics(self, tables, rollups, snapshots: list[dt.date]) -> ir.Table:
-        expr = metric_history(tables, snapshots, self.config.metrics, materialize=self._stage,
-                              rollups=rollups, peaks=self.ibis.table("peak_inputs"))
+        expr = metric_history(tables, snapshots, self.config.metrics,
+                              materialize=self.engine.stage, rollups=rollups,
+                              peaks=self.engine.table("peak_inputs"))
         # Every metric a float64 column, empty where missing: one type for counts and
         # ratios alike, so a model's input schema never depends on gaps in the data.
         return expr.mutate(**{c: expr[c].cast("float64") for c in expr.columns if c not in KEYS})
@@ -455,24 +507,54 @@ class Store:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _append_rollup(self, name: str, expr: ir.Table) -> ir.Table:
-        """Append the changed days' rows of one rollup; return those rows alone."""
-        self.con.execute(f"DROP TABLE IF EXISTS _new_{name}")
-        new = self.ibis.create_table(f"_new_{name}", expr, temp=True)
-        self.con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _new_{name}")
-        return new
+    def _write(self, name: str, expr: ir.Table) -> None:
+        """Compute ``expr`` with the metric engine and append its rows to table ``name``."""
+        rows = self.engine.insert(name, expr)
+        self.produced[name] = self.produced.get(name, 0) + rows
+        self._changed(name)
 
-    def _insert(self, name: str, expr: ir.Table) -> None:
-        """Append the rows of ``expr`` to table ``name`` (by column name), creating it."""
-        if name in self.table_names():
-            # Through Ibis, which registers the expression's in-memory tables (dates).
-            # (ibis 12's overwrite=True fails on DuckDB 2.0: drop first.)
-            self.con.execute("DROP TABLE IF EXISTS _insert")
-            self.ibis.create_table("_insert", expr, temp=True)
-            self.con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _insert")
-            self.con.execute("DROP TABLE _insert")
-        else:
+    def insert_arrow(self, name: str, rows: pa.Table) -> int:
+        """Append Arrow rows to table ``name`` by column name (creating it); their count."""
+        self.con.register("_arrow_rows", rows)
+        try:
+            if name in self.table_names():
+                self.con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _arrow_rows")
+            else:
+                self.con.execute(f"CREATE TABLE {name} AS SELECT * FROM _arrow_rows")
+        finally:
+            self.con.unregister("_arrow_rows")
+        return rows.num_rows
+
+    def version(self, name: str) -> str:
+        """The current version of store table ``name``: a new random token each time the
+        table changes (:meth:`_changed`), so a copy made of it elsewhere (the Spark
+        engine's Parquet mirror) knows whether it is current. A token, not a counter:
+        a rolled-back run must not leave a number that a later change reuses."""
+        row = self.con.execute("SELECT value FROM _meta WHERE key = ?", [f"version:{name}"]).fetchall()
+        return row[0][0] if row else self._changed(name)
+
+    def _changed(self, name: str) -> str:
+        token = uuid.uuid4().hex
+        self.con.execute("INSERT OR REPLACE INTO _meta VALUES (?, ?)", [f"version:{name}", token])
+        return token
+
+    def _forget(self, name: str) -> None:
+        self.con.execute("DELETE FROM _meta WHERE key = ?", [f"version:{name}"])
+
+    def _insert(self, name: str, expr: ir.Table) -> int:
+        """Append the rows of DuckDB expression ``expr`` to table ``name`` (by column
+        name), creating it; returns the number of rows."""
+        if name not in self.table_names():
             self.ibis.create_table(name, expr)
+            return self.con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+        # Through Ibis, which registers the expression's in-memory tables (dates).
+        # (ibis 12's overwrite=True fails on DuckDB 2.0: drop first.)
+        self.con.execute("DROP TABLE IF EXISTS _insert")
+        self.ibis.create_table("_insert", expr, temp=True)
+        self.con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _insert")
+        rows = self.con.execute("SELECT count(*) FROM _insert").fetchall()[0][0]
+        self.con.execute("DROP TABLE _insert")
+        return rows
 
     def _stage(self, expr: ir.Table) -> ir.Table:
         """The engine's intermediate tables: temporary tables of this connection."""
@@ -486,6 +568,37 @@ class Store:
 
     def _files(self) -> dict[str, tuple]:
         return {r[0]: tuple(r[1:]) for r in self.con.execute("SELECT * FROM _files").fetchall()}
+
+
+class InDuckDB:
+    """The default metric engine: the store's own DuckDB connection runs the expressions
+    over the store's tables directly."""
+
+    name = "duckdb"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def table(self, name: str, rows: bool = True) -> ir.Table:
+        """Store table ``name`` as the engine reads it (``rows=False``: only its columns
+        are read; here the table itself)."""
+        return self.store.ibis.table(name)
+
+    def from_store(self, expr: ir.Table) -> ir.Table:
+        """A DuckDB expression over the store (a slice of it) as the engine reads it."""
+        return expr
+
+    def stage(self, expr: ir.Table) -> ir.Table:
+        """Compute an intermediate once (the engine's ``materialize``)."""
+        return self.store._stage(expr)
+
+    def insert(self, name: str, expr: ir.Table) -> int:
+        """Append the rows of ``expr`` to store table ``name``; their number."""
+        return self.store._insert(name, expr)
+
+    def close(self, failed: bool = False) -> None:
+        """Free what the run held (nothing here). ``failed``: the run's transaction is
+        being rolled back."""
 
 
 def _digest_sql(name: str, table: str, columns: list[str]) -> str:
