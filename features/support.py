@@ -43,10 +43,8 @@ def compute(g: ir.Table, tickets: ir.Table) -> ir.Table:
     t = tickets.mutate(
         day=tickets.created_at.date(),
         resolved_day=tickets.resolved_at.date(),
-        # Divided as doubles: Spark SQL reads a literal such as 3600.0 as a DECIMAL and
-        # would round the quotient to 6 places.
-        hours=tickets.resolved_at.delta(tickets.created_at, unit="second").cast("float64")
-        / ibis.literal(3600.0, "float64"),
+        # Whole seconds, averaged exactly and only then turned into hours.
+        seconds=tickets.resolved_at.delta(tickets.created_at, unit="second").cast("float64"),
     )
     j = pair(g, t, "day", 90)
     last30 = in_window(j.day, j.as_of_date, 30)
@@ -56,7 +54,10 @@ def compute(g: ir.Table, tickets: ir.Table) -> ir.Table:
         tickets_count_90d=j.day.count(),
         tickets_high_count_30d=j.day.count(where=last30 & j.priority.isin(["high", "urgent"])),
         **{f"tickets_{p}_count_90d": j.day.count(where=j.priority == p) for p in PRIORITIES},
-        tickets_resolution_hours_mean_90d=exact_mean(j.hours, where=resolved),
+        # Divided as doubles: Spark SQL reads a literal such as 3600.0 as a DECIMAL and
+        # would round the quotient to 6 places.
+        tickets_resolution_hours_mean_90d=exact_mean(j.seconds, where=resolved)
+        / ibis.literal(3600.0, "float64"),
         # A ticket's CSAT is given when it is resolved: only resolved-by-D answers count.
         tickets_csat_mean_90d=exact_mean(j.csat, where=resolved),
     )
