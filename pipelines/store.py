@@ -275,7 +275,16 @@ class Store:
         from pipelines.ingest import validate_into
         from pipelines.validate import raise_if_broken
 
-        validation = validate_into(self.con, data, table_prefix="new_")
+        # The validator numbers a new table's rows by its rowid, which counts from 0 only
+        # outside a transaction (inside one, a new table's rowids start at 2**55). So it
+        # runs between two transactions: all it creates are the new_<source> tables,
+        # which a run that fails later leaves unused (the next run replaces them); the
+        # store's own tables change only in the transaction that follows.
+        self.con.execute("COMMIT")
+        try:
+            validation = validate_into(self.con, data, table_prefix="new_")
+        finally:
+            self.con.execute("BEGIN TRANSACTION")
         raise_if_broken(validation, data)
         return dict(validation.tables)
 
