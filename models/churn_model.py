@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from features.catalog import Direction
+from features.metric import Direction
 from models import tree_shap
 from models.health import HealthScale
 from models.renewal import CALENDAR, health_log_odds, window_probability

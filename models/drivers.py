@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import pandas as pd
 
-from features.catalog import Metric
+from features.metric import Metric
 
 
 def format_value(value: float, unit: str) -> str:

@@ -22,7 +22,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
-from features.catalog import Direction
+from features.metric import Direction
 
 # Category -> (weight, the metrics practitioners put in it, with higher-is direction).
 SCORECARD: dict[str, tuple[float, tuple[tuple[str, str], ...]]] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.catalog import Metric
+from features.metric import Metric
 from healthscore.config import ModelConfig
 from models.backtest import Fitter, Fold, evaluable, fold_plan, fold_usable, summarise, walk_forward
 from models.churn_model import CalibratedLightGBM, feature_columns, logistic_baseline

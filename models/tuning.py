@@ -14,7 +14,7 @@ import optuna
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from features.catalog import Metric
+from features.metric import Metric
 from healthscore.config import ModelConfig
 from models.backtest import Fold, iter_folds
 from models.churn_model import feature_columns

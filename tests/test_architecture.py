@@ -168,3 +168,17 @@ def test_checker_finds_a_cycle_and_io(tmp_path):
     assert graph["models.m"] == {"pipelines.c"}
     assert io_uses(ast.parse(modules["models.m"].read_text())) == ["line 5: calls pd.read_csv()"]
     assert io_uses(ast.parse("from pathlib import Path\n")) == ["line 1: imports pathlib"]
+
+
+def test_the_model_code_imports_without_the_metric_engine():
+    """A logged model's virtual environment holds only its requirements
+    (pipelines.registry.REQUIREMENTS): no Ibis, no DuckDB. Everything the model loads
+    must import without them."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['ibis'] = None; sys.modules['duckdb'] = None\n"
+            "import pipelines.pyfunc, models.churn_model, models.drivers, models.scorecard, "
+            "models.training, models.health, models.renewal, models.observations")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
