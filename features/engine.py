@@ -204,8 +204,10 @@ def metric_history(
     g = grid.select(*KEYS)
     parts = [
         *usage.blocks(g, rollups, snapshots, config, keep),
-        usage.fall_from_peak(g, peaks, snapshots, config.snapshot_every_days),
-        *_source_groups(g, tables, config),
+        # Each block computed once: the final join then reads small materialized tables
+        # (on Spark, cached and broadcast, instead of a stage of many sorts at once).
+        keep(usage.fall_from_peak(g, peaks, snapshots, config.snapshot_every_days)),
+        *(keep(part) for part in _source_groups(g, tables, config)),
     ]
     out = grid
     for part in parts:
