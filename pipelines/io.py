@@ -272,15 +272,23 @@ def exclusive(folder: Path, what: str, progress=None) -> Iterator[None]:
     An advisory ``flock``: the operating system releases it when the process ends, even
     when it is killed, so a crashed run never leaves the folder locked.
     """
+    folder.mkdir(parents=True, exist_ok=True)
+    with locked(folder / ".lock", f"{what} ({folder})", progress):
+        yield
+
+
+@contextlib.contextmanager
+def locked(lock_file: Path, what: str, progress=None) -> Iterator[None]:
+    """Hold ``lock_file`` exclusively (an advisory ``flock``, freed by the operating system
+    when the process ends); a run that has to wait says so."""
     import fcntl
 
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a+b") as handle:
+    with open(lock_file, "a+b") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             if progress:
-                progress(f"waiting for another run to finish with {what} ({folder})")
+                progress(f"waiting for another run to finish with {what}")
             fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
@@ -64,7 +63,7 @@ from healthscore import __version__
 from healthscore.config import Config
 from healthscore.contract import SOURCES
 from healthscore.errors import HealthscoreError
-from pipelines.io import find_sources
+from pipelines.io import find_sources, locked
 
 KEYS = ["account_id", "as_of_date"]
 DEFAULT_PATH = Path("outputs") / "store.duckdb"
@@ -97,45 +96,36 @@ def opened(path: Path, config: Config, progress: Progress | None = None) -> Iter
 
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = path.with_name(f".{path.name}.lock")
-    with open(lock, "a+b") as handle:
+    with locked(lock, f"the store {path}", progress):
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if progress:
-                progress(f"waiting for another run to finish with the store {path}")
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            con = duckdb.connect(str(path))
+        except duckdb.Error as exc:
+            raise HealthscoreError(f"{path}: cannot open the metric store "
+                                   f"({str(exc).splitlines()[0][:200]})") from None
         try:
+            con.execute(f"SET memory_limit = '{_size(config.engine.memory_limit)}'")
+            spill = path.with_name(f".{path.name}.spill")
+            con.execute(f"SET temp_directory = '{_sql_text(str(spill.resolve()))}'")
+            con.execute("BEGIN TRANSACTION")
+            store = Store(con, config, path)
             try:
-                con = duckdb.connect(str(path))
-            except duckdb.Error as exc:
-                raise HealthscoreError(f"{path}: cannot open the metric store "
-                                       f"({str(exc).splitlines()[0][:200]})") from None
-            try:
-                con.execute(f"SET memory_limit = '{_size(config.engine.memory_limit)}'")
-                spill = path.with_name(f".{path.name}.spill")
-                con.execute(f"SET temp_directory = '{_sql_text(str(spill.resolve()))}'")
-                con.execute("BEGIN TRANSACTION")
-                store = Store(con, config, path)
-                try:
-                    yield store
-                    store.engine.close()
-                except BaseException:
-                    # The transaction may be aborted: the engine frees its own things
-                    # without asking DuckDB, and never hides the run's error.
-                    with contextlib.suppress(Exception):
-                        store.engine.close(failed=True)
-                    con.execute("ROLLBACK")
-                    raise
-                con.execute("COMMIT")
-            except duckdb.OutOfMemoryException as exc:
-                raise HealthscoreError(
-                    f"the metric store ran out of its {_size(config.engine.memory_limit)} memory "
-                    f"limit ({str(exc).splitlines()[0][:160]}). Raise engine.memory_limit "
-                    "(or --memory-limit)") from None
-            finally:
-                con.close()
+                yield store
+                store.engine.close()
+            except BaseException:
+                # The transaction may be aborted: the engine frees its own things
+                # without asking DuckDB, and never hides the run's error.
+                with contextlib.suppress(Exception):
+                    store.engine.close(failed=True)
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        except duckdb.OutOfMemoryException as exc:
+            raise HealthscoreError(
+                f"the metric store ran out of its {_size(config.engine.memory_limit)} memory "
+                f"limit ({str(exc).splitlines()[0][:160]}). Raise engine.memory_limit "
+                "(or --memory-limit)") from None
         finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            con.close()
 
 
 class Store:
