@@ -40,6 +40,8 @@ MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 export MLFLOW_TRACKING_URI
 
 PYTEST_ARGS ?=
+# `make test` runs the fast suite on this many processes (pytest-xdist); 1: serially.
+TEST_WORKERS ?= 2
 
 
 .PHONY: help install demo demo-data validate features docs train tune retrain promote score report mlflow-ui spark browser test test-slow test-all lock clean
@@ -129,7 +131,7 @@ docs: install ## Regenerate docs/metrics.md from the metric catalog
 	$(HS) catalog --out docs/metrics.md
 
 test: install ## Run the test suite (fast tests; CI also runs test-slow)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 test-slow: install ## Run the slow end-to-end tests (the make demo path)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)

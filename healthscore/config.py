@@ -57,7 +57,7 @@ class EngineConfig(BaseModel):
     memory_limit: str = Field(
         "auto", pattern=r"(?i)^\s*(auto|\d+(\.\d+)?\s*[KMGT]i?B)\s*$",
         description="DuckDB's memory cap (e.g. 2GB); beyond it, it spills to a temporary "
-        "folder. `auto`: half of this machine's physical memory.",
+        "folder. `auto`: half of this machine's physical memory, at most 2.5 GB.",
     )
     spark_master: str = Field(
         "local[2]", pattern=r"^(local(\[(\d+|\*)\])?|(spark|yarn|k8s|sc)://?[^\s]*|yarn)$",

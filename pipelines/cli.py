@@ -296,7 +296,7 @@ def features(
     out_file: Annotated[Path, typer.Option("--out", help="Metric history file (.parquet/.csv).")],
     as_of: Annotated[str | None, typer.Option("--as-of", help="Last snapshot date [default: last day in the data].")] = None,
     config: ConfigOpt = None,
-    memory_limit: Annotated[str | None, typer.Option("--memory-limit", help="Cap DuckDB's memory (e.g. 2GB; default auto: half the physical memory); it spills to disk beyond it.")] = None,
+    memory_limit: Annotated[str | None, typer.Option("--memory-limit", help="Cap DuckDB's memory (e.g. 2GB; default auto: half the physical memory, at most 2.5 GB); it spills to disk beyond it.")] = None,
     engine: EngineOpt = None,
     spark_master: MasterOpt = None,
     store: StoreOpt = None,

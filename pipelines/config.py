@@ -37,9 +37,14 @@ def load_config(path: Path | None) -> Config:
         raise HealthscoreError(f"{path}: invalid config: {problems}") from None
 
 
+AUTO_CAP_MB = 2560
+
+
 def memory_size(text: str) -> str:
     """A DuckDB memory size such as ``2GB`` or ``512MB``, checked by the config's rule
-    (it goes into SQL); ``auto`` is half of the physical memory.
+    (it goes into SQL); ``auto`` is half of the physical memory, at most 2.5 GB (on 100,000
+    accounts that kept a whole first run under 4 GB, about 10% slower than 12 GB:
+    docs/benchmarks.md).
 
     >>> memory_size(" 2 gb ")
     '2GB'
@@ -51,5 +56,5 @@ def memory_size(text: str) -> str:
                                "or auto") from None
     if size == "AUTO":
         physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        size = f"{max(physical // 2 // 2**20, 512)}MB"
+        size = f"{max(min(physical // 2 // 2**20, AUTO_CAP_MB), 512)}MB"
     return size

@@ -130,6 +130,9 @@ class _Staged:
     first_row_number: int = 2
     numbering: str | None = None
     to_pandas: Callable[[duckdb.DuckDBPyRelation], pd.DataFrame] = lambda rel: rel.df()
+    # A part of the file (:func:`validate_changes_into`): ``_row`` numbers the part's
+    # rows from 0 and ``_file_row`` is each row's ``_row`` in the whole file's view.
+    part: bool = False
 
 
 class _Session:
@@ -613,8 +616,13 @@ def _value(frame: pd.DataFrame, as_row: bool):
 
 
 def _check(session: _Session, staged: _Staged, account_ids: str | None, now: pd.Timestamp,
-           target: str) -> SourceReport:
-    """Check one staged source; on success create ``target`` with its clean rows."""
+           target: str, others: str | None = None) -> SourceReport:
+    """Check one staged source; on success create ``target`` with its clean rows.
+
+    ``others``: a table of the source's rows kept from elsewhere (its clean rows outside
+    a part being checked, :func:`validate_changes_into`), by column name: a value that
+    must be unique repeats when it repeats there too.
+    """
     con = session.con
     source = SOURCES[staged.name]
     raw = RawSource(staged.name, staged.file, pd.DataFrame(), staged.first_row_number,
@@ -664,9 +672,13 @@ def _check(session: _Session, staged: _Staged, account_ids: str | None, now: pd.
             # pandas: a single column's missing values never repeat; a key's do.
             where = f"WHERE {keys[0]} IS NOT NULL" if r.condition != "u_keys" else ""
             on = " AND ".join(f"p.{k} IS NOT DISTINCT FROM d.{k}" for k in keys)
+            pool = f"SELECT {', '.join(keys)} FROM {parsed} {where}"
+            if others is not None:
+                kept = ", ".join(f"{_quote(names[i])} AS v{i}" for i in repeats[r.condition])
+                pool += f" UNION ALL SELECT * FROM (SELECT {kept} FROM {others}) {where}"
             found_by_rule[id(r)] = con.execute(
                 f"SELECT count(*), min(p.rowid) FROM {parsed} p SEMI JOIN (SELECT {', '.join(keys)} "
-                f"FROM {parsed} {where} GROUP BY ALL HAVING count(*) > 1) d ON {on}").fetchall()[0]
+                f"FROM ({pool}) GROUP BY ALL HAVING count(*) > 1) d ON {on}").fetchall()[0]
     found = [x for r in rules for x in found_by_rule[id(r)]]
     for number, rule in enumerate(rules):
         count, first = found[2 * number], found[2 * number + 1]
@@ -677,6 +689,8 @@ def _check(session: _Session, staged: _Staged, account_ids: str | None, now: pd.
             where, columns = rule.shown
             shown = _value(_fetch_row(session, staged, parsed, where, columns, names, kinds, first),
                            rule.as_row)
+        if staged.part:  # the part's row number -> the file's
+            first = con.execute(f"SELECT _file_row FROM {staged.view} WHERE _row = {first}").fetchall()[0][0]
         checker.record(rule.rule, rule.severity, rule.reason, rule.column, int(count), int(first), shown)
     report.problems = checker.problems
     if any(p.severity == ERROR for p in checker.problems):
@@ -738,6 +752,7 @@ def validate_into(
     table_prefix: str = "src_",
     now: pd.Timestamp | None = None,
     progress: Callable[[str], None] | None = None,
+    account_ids_table: str | None = None,
 ) -> Validation:
     """Validate every source of ``data`` in DuckDB and keep the clean tables there.
 
@@ -753,6 +768,10 @@ def validate_into(
             of those names are replaced only when the whole validation succeeds.
         now: Anything stamped after this day is "in the future" (default: today, UTC).
         progress: Called with each source's name as it is checked.
+        account_ids_table: Without errors, also create this temporary table: the
+            accounts' ids the reference check used (``account_id``), for
+            :func:`validate_changes_into` later. Not created when there were none (no
+            reference check).
 
     Returns:
         A :class:`~healthscore.contract.Validation` whose ``tables`` maps each source
@@ -790,6 +809,11 @@ def validate_into(
                 account_ids = _account_ids(session, source)
             session.release(keep={account_ids} if account_ids else set())
         if not result.errors:
+            if account_ids_table is not None:
+                con.execute(f"DROP TABLE IF EXISTS {_quote(account_ids_table)}")
+                if account_ids:
+                    con.execute(f"CREATE TEMP TABLE {_quote(account_ids_table)} AS "
+                                f"SELECT account_id FROM {account_ids}")
             for name, table in staging.items():
                 final = _quote(f"{table_prefix}{name}")
                 con.execute(f"DROP TABLE IF EXISTS {final}")
@@ -844,6 +868,146 @@ def validate_source_into(
         con.execute(f"DROP TABLE IF EXISTS {staging}")
         session.close()
     return report
+
+
+# ------------------------------------------------------------------------ reading a part
+
+# A source read in parts: usage, support and the other dated sources of accounts.
+# accounts and subscriptions (small, and what every other source refers to) are always
+# read whole.
+PARTED = tuple(n for n, s in SOURCES.items()
+               if s.date_column and n not in ("accounts", "subscriptions")
+               and s.column("account_id") is not None)
+
+
+def _keyed(session: _Session, staged: _Staged) -> tuple[str, str] | None:
+    """The staged rows' (account, day) key, parsed as the contract parses it, as two SQL
+    expressions over the view's columns (``r``) and the view they apply to (its
+    ``_row`` is the view's). None when a key column is missing or repeated (the full
+    check words that).
+
+    Typed dates and plain-text ids parse as they are (the common Parquet export):
+    the key is read straight from the file. Otherwise the key columns are parsed first
+    (:func:`_create_parsed`, as the full check does), into a table beside the view.
+    """
+    names = [str(c).strip() for c in staged.names]
+    day_column = SOURCES[staged.name].date_column
+    if staged.view is None or names.count("account_id") != 1 or names.count(day_column) != 1:
+        return None
+    a, d = names.index("account_id"), names.index(day_column)
+    con = session.con
+    if staged.types[a] == "VARCHAR" and staged.types[d] in ("TIMESTAMP", "DATE"):
+        odd = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT c{a} AS k FROM {staged.view}) "
+                          f"WHERE k IS NOT NULL AND NOT regexp_full_match(k, '{_TEXT}')").fetchall()[0][0]
+        if not odd:
+            return f"r.c{a}", f"CAST(r.c{d} AS DATE)", staged.view
+    parsed = session.name("keys")
+    _create_parsed(session, staged, {a: Kind.STRING, d: SOURCES[staged.name].column(day_column).kind},
+                   parsed, columns=[a, d])
+    session.objects.append(("TABLE", parsed))
+    view = session.view("keyed", f"SELECT r.*, k.v{a} AS _a, CAST(k.v{d} AS DATE) AS _d "
+                                 f"FROM {parsed} k POSITIONAL JOIN {staged.view} r")
+    return "r._a", "r._d", view
+
+
+def _part_digest(session: _Session, staged: _Staged, keyed: tuple[str, str, str],
+                 target: str) -> None:
+    """``target``: per (account, day) key, the number of the file's rows and the sum of
+    their hashes, as read (a row whose key cannot be parsed has none: never equal)."""
+    account, day, view = keyed
+    row = ", ".join(f"r.c{i}" for i in range(len(staged.types)))
+    session.con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {target} AS SELECT {account} AS account_id, {day} AS day, "
+        f"count(*) AS n, sum(hash({row})::HUGEINT) AS h FROM {view} r GROUP BY ALL")
+
+
+def digest_into(con: duckdb.DuckDBPyConnection, name: str, path: Path, target: str) -> bool:
+    """Create temporary table ``target``, the read digest of source file ``path`` (see
+    :func:`validate_changes_into`); False when the file has no usable key columns."""
+    session = _Session(con)
+    try:
+        staged = _stage_file(session, name, Path(path))
+        keyed = _keyed(session, staged)
+        if keyed is None:
+            return False
+        _part_digest(session, staged, keyed, target)
+        return True
+    finally:
+        session.close()
+
+
+def validate_changes_into(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    path: Path,
+    *,
+    digest: str,
+    clean: str,
+    account_ids: str | None,
+    new_digest: str,
+    changed: str,
+    table: str,
+    now: pd.Timestamp | None = None,
+) -> SourceReport | None:
+    """Validate only the rows of a rewritten source file whose (account, day) changed.
+
+    The file is read whole once, to digest it per (account, day) as read (the row count
+    and a sum of row hashes; the key parsed as the contract parses it). Only the rows
+    of the keys whose digest differs from ``digest`` (the file's last digest) are parsed
+    and checked; the other keys' rows are the ones ``clean`` already holds, checked
+    before. Values that must be unique are checked against ``clean``'s rows outside the
+    changed keys.
+
+    Args:
+        digest: The last digest (``account_id, day, n, h``) of this source's file.
+        clean: The source's clean rows from that file.
+        account_ids: The accounts' ids (the reference check), as ``validate_into`` took
+            them; None for no such check.
+        new_digest: Created (a temporary table): the file's digest now.
+        changed: Created (a temporary table): the changed keys (``account_id, day``).
+        table: Created, without errors: the clean rows of the changed keys.
+        now: Anything stamped after this day is "in the future" (default: today, UTC).
+
+    Returns:
+        The report of the rows read (their problems; the whole file's row count), or
+        None when the part cannot stand for the file: key columns missing, or any error
+        (the caller validates the whole file, which words every problem as usual).
+    """
+    session = _Session(con)
+    staging = f"{table}__staging_{session.tag}"
+    try:
+        staged = _stage_file(session, name, Path(path))
+        keyed = _keyed(session, staged)
+        if keyed is None:
+            return None
+        account, day, view = keyed
+        _part_digest(session, staged, keyed, new_digest)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {changed} AS SELECT account_id, day FROM {digest} o "
+            f"FULL JOIN {new_digest} n USING (account_id, day) "
+            "WHERE o.n IS DISTINCT FROM n.n OR o.h IS DISTINCT FROM n.h")
+        columns = ", ".join(f"c{i}" for i in range(len(staged.types)))
+        rows = session.table("part_rows", (
+            f"SELECT r._row FROM {view} r SEMI JOIN {changed} c "
+            f"ON {account} IS NOT DISTINCT FROM c.account_id AND {day} IS NOT DISTINCT FROM c.day"))
+        part = session.table("part", (
+            f"SELECT CAST(row_number() OVER (ORDER BY r._row) - 1 AS BIGINT) AS _row, "
+            f"r._row AS _file_row, {columns} FROM {staged.view} r SEMI JOIN {rows} p ON r._row = p._row "
+            "ORDER BY r._row"))
+        staged.view, staged.part = part, True
+        date_column = _quote(SOURCES[name].date_column)
+        others = session.view("others", (
+            f"SELECT * FROM {clean} o ANTI JOIN {changed} c "
+            f"ON o.account_id = c.account_id AND CAST(o.{date_column} AS DATE) = c.day"))
+        report = _check(session, staged, account_ids, _end_of_day(now), staging, others=others)
+        if any(p.severity == ERROR for p in report.problems):
+            return None
+        con.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
+        con.execute(f"ALTER TABLE {staging} RENAME TO {_quote(table)}")
+        return report
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {staging}")
+        session.close()
 
 
 def fetch_tables(con: duckdb.DuckDBPyConnection, tables: dict[str, str]) -> dict[str, pd.DataFrame]:

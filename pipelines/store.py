@@ -220,25 +220,37 @@ class Store:
         """
         say = progress or (lambda m: None)
         changes = Changes()
-        files = _fingerprints(data, self._files())
         stored = self._files()
+        files = _fingerprints(data, stored)
         if files is not None and _contents(files) == _contents(stored) \
-                and set(self.sources) == set(files):
+                and set(self.sources) == set(files) and not self._future_due():
             self._record_files(files)  # a touched file keeps its content: nothing to read
             self._check_definitions(changes)
             return changes
-        say("validating the data")
-        validated = self._validate(data)
-        changes.read = sorted(validated)
-        for name in list(self.sources):
-            if name not in validated:  # a source that disappeared
-                self.con.execute(f"DROP TABLE src_{name}")
-                self.con.execute(f"DROP TABLE IF EXISTS _digest_{name}")
-                self._forget(f"src_{name}")
-        for name, new in validated.items():
-            changed = self._replace_source(name, new)
-            if changed:
-                changes.changed_keys[name] = changed
+        plan = self._parts_plan(files, stored)
+        if plan is None:
+            say("validating the data")
+            validated = self._validate(data, files)
+            changes.read = sorted(validated)
+            for name in list(self.sources):
+                if name not in validated:  # a source that disappeared
+                    self.con.execute(f"DROP TABLE src_{name}")
+                    self.con.execute(f"DROP TABLE IF EXISTS _digest_{name}")
+                    self.con.execute(f"DROP TABLE IF EXISTS _read_{name}")
+                    self._forget(f"src_{name}")
+            for name, new in validated.items():
+                changed = self._replace_source(name, new)
+                if changed:
+                    changes.changed_keys[name] = changed
+        else:
+            say(f"validating what changed in {', '.join(plan)}")
+            for name, how in self._validate_changed(data, plan).items():
+                say(f"{name}: {'the changed days' if how == 'part' else 'the whole file'} read")
+                changed = self._merge_part(name) if how == "part" else \
+                    self._replace_source(name, f"new_{name}")
+                changes.read.append(name)
+                if changed:
+                    changes.changed_keys[name] = changed
         self._record_files(files or {})
         self._check_definitions(changes)
         if not changes.rebuilt and "events" in changes.changed_keys:
@@ -255,28 +267,179 @@ class Store:
             self.con.execute("INSERT INTO _files VALUES (?, ?, ?, ?, ?)",
                              [name, path, size, mtime, digest])
 
-    def _validate(self, data) -> dict[str, str]:
+    def _meta(self, key: str) -> str | None:
+        row = self.con.execute("SELECT value FROM _meta WHERE key = ?", [key]).fetchall()
+        return row[0][0] if row else None
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.con.execute("INSERT OR REPLACE INTO _meta VALUES (?, ?)", [key, value])
+
+    def _validate(self, data, files: dict[str, tuple] | None) -> dict[str, str]:
         """Validate every source of ``data`` in DuckDB, straight from the files, into
-        ``new_<source>`` tables (see :mod:`pipelines.ingest`).
+        ``new_<source>`` tables (see :mod:`pipelines.ingest`); keep what a later run
+        needs to read only what changed (each file's read digest, the accounts' ids).
 
         Raises:
             DataContractError: The data breaks the contract.
         """
-        from pipelines.ingest import validate_into
+        from pipelines.ingest import PARTED, digest_into, validate_into
         from pipelines.validate import raise_if_broken
 
         # The validator numbers a new table's rows by its rowid, which counts from 0 only
         # outside a transaction (inside one, a new table's rowids start at 2**55). So it
         # runs between two transactions: all it creates are the new_<source> tables,
-        # which a run that fails later leaves unused (the next run replaces them); the
-        # store's own tables change only in the transaction that follows.
+        # which a run that fails later leaves unused (the next run replaces them), and
+        # temporary tables; the store's own tables change only in the transaction that
+        # follows.
         self.con.execute("COMMIT")
+        digests = {}
         try:
-            validation = validate_into(self.con, data, table_prefix="new_")
+            validation = validate_into(self.con, data, table_prefix="new_",
+                                       account_ids_table="_new_account_ids")
+            if validation.ok and files is not None:
+                for name in PARTED:
+                    if name in validation.tables and \
+                            digest_into(self.con, name, Path(files[name][0]), f"_new_read_{name}"):
+                        digests[name] = f"_new_read_{name}"
         finally:
             self.con.execute("BEGIN TRANSACTION")
         raise_if_broken(validation, data)
+        for name in PARTED:
+            self.con.execute(f"DROP TABLE IF EXISTS _read_{name}")
+            if name in digests:
+                self.con.execute(f"CREATE TABLE _read_{name} AS SELECT * FROM {digests[name]}")
+                self.con.execute(f"DROP TABLE {digests[name]}")
+        self.con.execute("DROP TABLE IF EXISTS _account_ids")
+        if self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary "
+                            "AND table_name = '_new_account_ids'").fetchall()[0][0]:
+            self.con.execute("CREATE TABLE _account_ids AS SELECT * FROM _new_account_ids")
+            self.con.execute("DROP TABLE _new_account_ids")
+            self._set_meta("account_ids", "yes")
+        else:
+            self._set_meta("account_ids", "no")  # no reference check (no accounts' ids)
+        self._record_validation(validation.reports, _today(), parts=set())
         return dict(validation.tables)
+
+    def _record_validation(self, reports: dict, today: dt.date, parts: set[str]) -> None:
+        """What a later run must know to trust rows it does not read again: the
+        validator's code, the day "in the future" was judged against, and how many
+        rows of each source were dropped as in the future then (a source read in
+        ``parts`` adds its part's to those of the rows it kept, judged the same day)."""
+        self._set_meta("validator", _validator_code())
+        for name, report in reports.items():
+            future = sum(p.count for p in report.problems if p.rule.endswith(".future"))
+            if name in parts:
+                future += int(self._meta(f"future:{name}") or 0)
+            self._set_meta(f"future:{name}", str(future))
+        self._set_meta("validated_on", today.isoformat())
+
+    def _parts_plan(self, files: dict[str, tuple] | None, stored: dict[str, tuple]) -> dict | None:
+        """The changed source files to read alone (source -> path), or None when the
+        whole folder must be validated again: a database, a source added or removed, the
+        accounts changed (every other source refers to them), a new validator, the
+        clock gone back, or a store without what reading alone needs."""
+        if files is None or set(files) != set(stored) or set(files) != set(self.sources):
+            return None
+        changed = {n: Path(f[0]) for n, f in files.items() if f[3] != stored[n][3]}
+        if "accounts" in changed or self._meta("validator") != _validator_code():
+            return None
+        last = self._meta("validated_on")
+        if last is None or _today().isoformat() < last or self._future_due():
+            return None
+        if self._meta("account_ids") is None:
+            return None
+        return {n: changed[n] for n in SOURCES if n in changed}
+
+    def _future_due(self) -> bool:
+        """Whether rows dropped as in the future may have come due: some were, on an
+        earlier day than today (the data is then validated whole again)."""
+        if self._meta("validated_on") == _today().isoformat():
+            return False
+        return any(int(v or 0) for (v,) in self.con.execute(
+            "SELECT value FROM _meta WHERE key LIKE 'future:%'").fetchall())
+
+    def _validate_changed(self, data, plan: dict[str, Path]) -> dict[str, str]:
+        """Validate the changed files of ``plan``, each alone: the rows of its changed
+        (account, day) keys only when the store holds its last read digest, else the
+        whole file. Returns source -> ``part`` or ``whole``.
+
+        Raises:
+            DataContractError: The data breaks the contract (the problems of every
+                changed file, each file validated whole, as a full validation words them).
+        """
+        from healthscore.contract import Validation
+        from pipelines.ingest import PARTED, digest_into, validate_changes_into, validate_source_into
+        from pipelines.validate import raise_if_broken
+
+        today = _today()
+        ids = "_account_ids" if self._meta("account_ids") == "yes" else None
+        names = self.table_names()
+        how, reports = {}, {}
+        self.con.execute("COMMIT")  # see _validate: the validator runs between transactions
+        try:
+            for name, path in plan.items():
+                report = None
+                if name in PARTED and f"_read_{name}" in names:
+                    report = validate_changes_into(
+                        self.con, name, path, digest=f"_read_{name}", clean=f"src_{name}",
+                        account_ids=ids, new_digest=f"_new_read_{name}",
+                        changed=f"_part_{name}", table=f"new_{name}")
+                    if report is not None and not self._same_columns(f"new_{name}", f"src_{name}"):
+                        report = None
+                    if report is not None:
+                        how[name] = "part"
+                if report is None:
+                    report = validate_source_into(self.con, name, path, f"new_{name}",
+                                                  account_ids_table=ids)
+                    how[name] = "whole"
+                    if name in PARTED and not any(p.severity == "error" for p in report.problems):
+                        digest_into(self.con, name, path, f"_new_read_{name}")
+                reports[name] = report
+        finally:
+            self.con.execute("BEGIN TRANSACTION")
+        raise_if_broken(Validation(tables={}, reports=reports), data)
+        self._record_validation(reports, today, parts={n for n, m in how.items() if m == "part"})
+        for name, mode in how.items():
+            if mode == "whole" and name in PARTED:
+                self.con.execute(f"DROP TABLE IF EXISTS _read_{name}")
+                self.con.execute(f"CREATE TABLE _read_{name} AS SELECT * FROM _new_read_{name}")
+                self.con.execute(f"DROP TABLE IF EXISTS _new_read_{name}")
+        return how
+
+    def _same_columns(self, a: str, b: str) -> bool:
+        describe = "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? " \
+                   "ORDER BY column_index"
+        return self.con.execute(describe, [a]).fetchall() == self.con.execute(describe, [b]).fetchall()
+
+    def _merge_part(self, name: str) -> int:
+        """Put a source's re-read part in place: its changed keys' rows replace the stored
+        ones, and those keys are marked stale. Returns the number of changed keys."""
+        day = SOURCES[name].date_column
+        keys = f"_part_{name}"
+        on = lambda t: f"{t}.account_id = k.account_id AND CAST({t}.{day} AS DATE) = k.day"  # noqa: E731
+        self.con.execute(f"DELETE FROM src_{name} USING {keys} AS k WHERE {on(f'src_{name}')}")
+        self.con.execute(f"INSERT INTO src_{name} SELECT * FROM new_{name}")
+        self.con.execute(f"DROP TABLE new_{name}")
+        self.con.execute(f"DELETE FROM _read_{name} USING {keys} AS k "
+                         f"WHERE _read_{name}.account_id = k.account_id AND _read_{name}.day = k.day")
+        self.con.execute(f"INSERT INTO _read_{name} SELECT n.* FROM _new_read_{name} n "
+                         f"SEMI JOIN {keys} k ON n.account_id = k.account_id AND n.day = k.day")
+        self.con.execute(f"DROP TABLE _new_read_{name}")
+        changed = self.con.execute(f"SELECT count(*) FROM {keys}").fetchall()[0][0]
+        if not changed:
+            return 0
+        columns = self.con.sql(f"SELECT * FROM src_{name} LIMIT 0").columns
+        part = f"(SELECT * FROM src_{name} s SEMI JOIN {keys} k ON s.account_id = k.account_id " \
+               f"AND CAST(s.{day} AS DATE) = k.day)"
+        self.con.execute(f"DELETE FROM _digest_{name} USING {keys} AS k "
+                         f"WHERE _digest_{name}.account_id = k.account_id AND _digest_{name}.day = k.day")
+        self.con.execute(f"INSERT INTO _digest_{name} {_digest_sql(name, part, columns)}")
+        self._changed(f"src_{name}")
+        self.con.execute(f"INSERT INTO _stale SELECT account_id, min(day) FROM {keys} GROUP BY 1")
+        if name == "events":
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE _changes_events AS SELECT * FROM {keys}")
+        self.con.execute(f"DROP TABLE {keys}")
+        return changed
 
     def _replace_source(self, name: str, new: str) -> int:
         """Swap in a source's new validated table; mark the (account, day) keys whose rows
@@ -598,6 +761,23 @@ class InDuckDB:
     def close(self, failed: bool = False) -> None:
         """Free what the run held (nothing here). ``failed``: the run's transaction is
         being rolled back."""
+
+
+def _today() -> dt.date:
+    """The day "in the future" is judged against (as :mod:`pipelines.ingest` judges it)."""
+    return pd.Timestamp.now("UTC").date()
+
+
+def _validator_code() -> str:
+    """A fingerprint of the validation's code: rows checked by another version of the
+    contract are not trusted without being read again."""
+    import healthscore.contract
+    import pipelines.ingest
+
+    code = hashlib.sha256(__version__.encode())
+    for module in (healthscore.contract, pipelines.ingest):
+        code.update(Path(module.__file__).read_bytes())
+    return code.hexdigest()
 
 
 def _digest_sql(name: str, table: str, columns: list[str]) -> str:

@@ -152,9 +152,20 @@ def assert_engines_agree(folder) -> None:
 
 
 CORPUS = _corpus()
+# The fast suite checks the hand-written edits and special folders; the seeded fuzz
+# splices and the gzip/Parquet variants of every edit run with the slow tests (CI runs
+# both), which keeps the default suite within its time.
+_FAST = len(EDITS)
 
 
-@pytest.mark.parametrize(("label", "case"), CORPUS, ids=[label for label, _ in CORPUS])
+def _params() -> list:
+    return [pytest.param(label, case, id=label,
+                         marks=() if n < _FAST or not label.startswith(("fuzz", "gz ", "parquet "))
+                         else pytest.mark.slow)
+            for n, (label, case) in enumerate(CORPUS)]
+
+
+@pytest.mark.parametrize(("label", "case"), _params())
 def test_duckdb_and_pandas_validators_agree(tmp_path, label, case):
     assert_engines_agree(_write(tmp_path / "data", case))
 

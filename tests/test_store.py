@@ -19,6 +19,7 @@ import pytest
 from features.engine import PEAK_DAYS, snapshot_dates
 from healthscore.config import Config
 from healthscore.contract import SOURCES
+from healthscore.errors import DataContractError
 from pipelines import store as metric_store
 from tests.books import foreign_book, minimal, write_book
 
@@ -45,13 +46,13 @@ def _known(book: dict[str, pd.DataFrame], cutoff: pd.Timestamp,
 
 
 def _run(path: Path, data: Path, as_of: dt.date, first: dt.date, config: Config,
-         dates: list[dt.date] | None = None) -> pd.DataFrame:
+         dates: list[dt.date] | None = None, said: list[str] | None = None) -> pd.DataFrame:
     snaps, peaks = _dates(as_of, first)
     if dates is not None:  # the rebuild: every date the incremental store holds
         snaps = dates
         peaks = sorted({p for d in dates for p in snapshot_dates(d, first, EVERY, PEAK_DAYS)})
     with metric_store.opened(path, config) as store:
-        store.sync(data)
+        store.sync(data, said.append if said is not None else None)
         store.ensure(snaps, peaks)
         return store.read_history()
 
@@ -86,8 +87,11 @@ def _edit(book: dict[str, pd.DataFrame], known: dict[str, pd.DataFrame], rng: ra
     return f"name of event {row}"
 
 
-@pytest.mark.parametrize("seed,shape", [(0, "full"), (1, "minimal"), (2, "full")])
-def test_incremental_runs_equal_a_rebuild(tmp_path: Path, seed: int, shape: str) -> None:
+@pytest.mark.parametrize("seed,shape,fmt", [(0, "full", "csv"), (1, "minimal", "parquet"),
+                                            pytest.param(2, "full", "parquet", marks=pytest.mark.slow)])
+def test_incremental_runs_equal_a_rebuild(tmp_path: Path, seed: int, shape: str, fmt: str) -> None:
+    """One export folder rewritten week after week (as a scheduled export does), so
+    the store reads only the changed days of the files that changed."""
     rng = random.Random(seed)
     book = foreign_book(accounts=24, days=460, seed=seed)
     if shape == "minimal":
@@ -100,7 +104,7 @@ def test_incremental_runs_equal_a_rebuild(tmp_path: Path, seed: int, shape: str)
     config = Config()
     cutoff = pd.Timestamp(first) + pd.Timedelta(days=400)
     store = tmp_path / "incremental.duckdb"
-    steps = []
+    steps, said = [], []
     for step in range(6):
         action = "start" if step == 0 else rng.choice(["append", "append", "late", "edit", "touch"])
         if action == "append":
@@ -112,16 +116,18 @@ def test_incremental_runs_equal_a_rebuild(tmp_path: Path, seed: int, shape: str)
         elif action == "edit":
             action += ": " + _edit(book, _known(book, cutoff, held_back), rng)
         steps.append(action)
-        data = write_book(_known(book, cutoff, held_back), tmp_path / f"export-{step}")
+        data = write_book(_known(book, cutoff, held_back), tmp_path / "export", fmt)
         if action == "touch":  # the same content, new files: nothing to recompute
-            data = write_book(_known(book, cutoff, held_back), tmp_path / f"export-{step}-again")
-        incremental = _run(store, data, cutoff.date(), first, config)
+            data = write_book(_known(book, cutoff, held_back), tmp_path / "export", fmt)
+        incremental = _run(store, data, cutoff.date(), first, config, said=said)
         dates = sorted(incremental["as_of_date"].dt.date.unique())
         rebuilt = _run(tmp_path / f"fresh-{step}.duckdb", data, cutoff.date(), first, config, dates)
         try:
             _assert_same(incremental, rebuilt)
         except AssertionError as exc:
             raise AssertionError(f"after steps {steps}: {exc}") from None
+    # The runs after the first read only the changed days of the usage file.
+    assert "events: the changed days read" in said, (steps, said)
 
 
 def test_a_changed_metric_config_rebuilds(tmp_path: Path) -> None:
@@ -153,5 +159,44 @@ def test_a_failed_run_leaves_the_store_as_it_was(tmp_path: Path) -> None:
             assert store.sync(data).changed_keys["events"] > 0
             store.ensure(*_dates(as_of, first))
             raise RuntimeError("boom")
+    with metric_store.opened(path, Config()) as store:
+        pd.testing.assert_frame_equal(store.read_history(), before)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_broken_change_is_worded_as_a_whole_validation_words_it(tmp_path: Path, fmt: str) -> None:
+    """A run that reads only the changed days finds the same problems, in the same words,
+    as a fresh store that validates every file whole: a new ticket repeating an old
+    ticket's id (the repeat is among rows that were not read again), a count that is not
+    a number; and the store is left as it was."""
+    book = foreign_book(accounts=12, days=420, seed=5)
+    data = write_book(book, tmp_path / "export", fmt)
+    first = pd.to_datetime(book["subscriptions"]["start_date"]).min().date()
+    as_of = first + dt.timedelta(days=410)
+    path = tmp_path / "store.duckdb"
+    before = _run(path, data, as_of, first, Config())
+    tickets, events = book["tickets"], book["events"]
+    repeat = tickets.iloc[[-1]].assign(ticket_id=tickets["ticket_id"].iloc[0])
+    book["tickets"] = pd.concat([tickets, repeat], ignore_index=True)
+    write_book(book, data, fmt)
+    problems = []
+    for store_path in (path, tmp_path / "fresh.duckdb"):
+        with pytest.raises(DataContractError) as caught:
+            _run(store_path, data, as_of, first, Config())
+        problems.append(str(caught.value))
+    assert "ticket_id" in problems[0] and "repeats" in problems[0]
+    assert problems[0] == problems[1]
+    if fmt == "csv":  # a value that is not a number, in a row of the last day
+        book["tickets"] = tickets
+        events = events.astype({"count": object})
+        events.loc[events.index[-1], "count"] = "lots"
+        book["events"] = events
+        write_book(book, data, fmt)
+        problems = []
+        for store_path in (path, tmp_path / "fresh2.duckdb"):
+            with pytest.raises(DataContractError) as caught:
+                _run(store_path, data, as_of, first, Config())
+            problems.append(str(caught.value))
+        assert "lots" in problems[0] and problems[0] == problems[1]
     with metric_store.opened(path, Config()) as store:
         pd.testing.assert_frame_equal(store.read_history(), before)
