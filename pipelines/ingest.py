@@ -880,14 +880,17 @@ PARTED = tuple(n for n, s in SOURCES.items()
                and s.column("account_id") is not None)
 
 
-def _keyed(session: _Session, staged: _Staged) -> tuple[str, str] | None:
-    """The staged rows' (account, day) key, parsed as the contract parses it, as two SQL
-    expressions over the view's columns (``r``) and the view they apply to (its
-    ``_row`` is the view's). None when a key column is missing or repeated (the full
-    check words that).
+def _keyed_digest(session: _Session, staged: _Staged, target: str) -> tuple[str, str, str] | None:
+    """Create temporary table ``target``: per (account, day) key, the number of the
+    file's rows and the sum of their hashes, as read. The key is parsed as the contract
+    parses it; a row whose key cannot be parsed has none (it is never equal).
 
-    Typed dates and plain-text ids parse as they are (the common Parquet export):
-    the key is read straight from the file. Otherwise the key columns are parsed first
+    Returns the key as two SQL expressions over the view's columns (``r``) and the view
+    they apply to (its ``_row`` is the staged view's), or None when a key column is
+    missing or repeated (the full check words that).
+
+    Typed dates and plain-text ids parse as they are (the common Parquet export): the
+    key is read straight from the file. Otherwise the key columns are parsed first
     (:func:`_create_parsed`, as the full check does), into a table beside the view.
     """
     names = [str(c).strip() for c in staged.names]
@@ -896,29 +899,28 @@ def _keyed(session: _Session, staged: _Staged) -> tuple[str, str] | None:
         return None
     a, d = names.index("account_id"), names.index(day_column)
     con = session.con
+    row = ", ".join(f"r.c{i}" for i in range(len(staged.types)))
+
+    def digest(account: str, day: str, view: str) -> tuple[str, str, str]:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {target} AS SELECT {account} AS account_id, "
+                    f"{day} AS day, count(*) AS n, sum(hash({row})::HUGEINT) AS h "
+                    f"FROM {view} r GROUP BY ALL")
+        return account, day, view
+
     if staged.types[a] == "VARCHAR" and staged.types[d] in ("TIMESTAMP", "DATE"):
-        odd = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT c{a} AS k FROM {staged.view}) "
+        keyed = digest(f"r.c{a}", f"CAST(r.c{d} AS DATE)", staged.view)
+        # Ids with odd spellings (edge spaces) parse to other text: then parse them.
+        odd = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT account_id AS k FROM {target}) "
                           f"WHERE k IS NOT NULL AND NOT regexp_full_match(k, '{_TEXT}')").fetchall()[0][0]
         if not odd:
-            return f"r.c{a}", f"CAST(r.c{d} AS DATE)", staged.view
+            return keyed
     parsed = session.name("keys")
     _create_parsed(session, staged, {a: Kind.STRING, d: SOURCES[staged.name].column(day_column).kind},
                    parsed, columns=[a, d])
     session.objects.append(("TABLE", parsed))
     view = session.view("keyed", f"SELECT r.*, k.v{a} AS _a, CAST(k.v{d} AS DATE) AS _d "
                                  f"FROM {parsed} k POSITIONAL JOIN {staged.view} r")
-    return "r._a", "r._d", view
-
-
-def _part_digest(session: _Session, staged: _Staged, keyed: tuple[str, str, str],
-                 target: str) -> None:
-    """``target``: per (account, day) key, the number of the file's rows and the sum of
-    their hashes, as read (a row whose key cannot be parsed has none: never equal)."""
-    account, day, view = keyed
-    row = ", ".join(f"r.c{i}" for i in range(len(staged.types)))
-    session.con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {target} AS SELECT {account} AS account_id, {day} AS day, "
-        f"count(*) AS n, sum(hash({row})::HUGEINT) AS h FROM {view} r GROUP BY ALL")
+    return digest("r._a", "r._d", view)
 
 
 def digest_into(con: duckdb.DuckDBPyConnection, name: str, path: Path, target: str) -> bool:
@@ -927,11 +929,7 @@ def digest_into(con: duckdb.DuckDBPyConnection, name: str, path: Path, target: s
     session = _Session(con)
     try:
         staged = _stage_file(session, name, Path(path))
-        keyed = _keyed(session, staged)
-        if keyed is None:
-            return False
-        _part_digest(session, staged, keyed, target)
-        return True
+        return _keyed_digest(session, staged, target) is not None
     finally:
         session.close()
 
@@ -977,19 +975,22 @@ def validate_changes_into(
     staging = f"{table}__staging_{session.tag}"
     try:
         staged = _stage_file(session, name, Path(path))
-        keyed = _keyed(session, staged)
+        keyed = _keyed_digest(session, staged, new_digest)
         if keyed is None:
             return None
         account, day, view = keyed
-        _part_digest(session, staged, keyed, new_digest)
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {changed} AS SELECT account_id, day FROM {digest} o "
             f"FULL JOIN {new_digest} n USING (account_id, day) "
             "WHERE o.n IS DISTINCT FROM n.n OR o.h IS DISTINCT FROM n.h")
         columns = ", ".join(f"c{i}" for i in range(len(staged.types)))
+        # The changed days first (a week's appended rows are a sliver of the file), then
+        # the keys; a key that cannot be parsed (no day) is always among them.
+        since = f"({day} IS NULL OR {day} >= (SELECT min(day) FROM {changed}))"
         rows = session.table("part_rows", (
             f"SELECT r._row FROM {view} r SEMI JOIN {changed} c "
-            f"ON {account} IS NOT DISTINCT FROM c.account_id AND {day} IS NOT DISTINCT FROM c.day"))
+            f"ON {account} IS NOT DISTINCT FROM c.account_id AND {day} IS NOT DISTINCT FROM c.day "
+            f"WHERE {since}"))
         part = session.table("part", (
             f"SELECT CAST(row_number() OVER (ORDER BY r._row) - 1 AS BIGINT) AS _row, "
             f"r._row AS _file_row, {columns} FROM {staged.view} r SEMI JOIN {rows} p ON r._row = p._row "
