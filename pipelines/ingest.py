@@ -753,6 +753,7 @@ def validate_into(
     now: pd.Timestamp | None = None,
     progress: Callable[[str], None] | None = None,
     account_ids_table: str | None = None,
+    read_digests: str | None = None,
 ) -> Validation:
     """Validate every source of ``data`` in DuckDB and keep the clean tables there.
 
@@ -772,6 +773,10 @@ def validate_into(
             accounts' ids the reference check used (``account_id``), for
             :func:`validate_changes_into` later. Not created when there were none (no
             reference check).
+        read_digests: Without errors, also create the temporary tables
+            ``{read_digests}{source}``: each dated source's digest as read (see
+            :func:`validate_changes_into`), from the rows already read for the check
+            (none for a source without usable key columns).
 
     Returns:
         A :class:`~healthscore.contract.Validation` whose ``tables`` maps each source
@@ -805,6 +810,8 @@ def validate_into(
             staging[name] = f"{table_prefix}{name}__staging_{session.tag}"
             report = _check(session, source, account_ids, now, staging[name])
             result.reports[name] = report
+            if read_digests is not None and name in PARTED and not result.errors:
+                _keyed_digest(session, source, f"{read_digests}{name}")
             if name == "accounts":
                 account_ids = _account_ids(session, source)
             session.release(keep={account_ids} if account_ids else set())
@@ -834,6 +841,7 @@ def validate_source_into(
     account_ids_table: str | None = None,
     now: pd.Timestamp | None = None,
     first_line: int | None = None,
+    read_digest: str | None = None,
 ) -> SourceReport:
     """Validate one source file in DuckDB; on success create ``table`` with its clean rows.
 
@@ -849,6 +857,9 @@ def validate_source_into(
             line 1 is the header; 1 for Parquet). For the appended tail of a CSV file,
             written after its header to a file of its own, pass the real file's line
             number of the tail's first row, so messages name lines of the real file.
+        read_digest: Without errors, also create this temporary table: the file's
+            digest as read (see :func:`validate_changes_into`), for a dated source with
+            usable key columns.
 
     Returns:
         The source's report; ``table`` exists only when it has no errors.
@@ -862,6 +873,8 @@ def validate_source_into(
             staged.first_row_number = first_line
         report = _check(session, staged, account_ids_table, _end_of_day(now), staging)
         if not any(p.severity == ERROR for p in report.problems):
+            if read_digest is not None and name in PARTED:
+                _keyed_digest(session, staged, read_digest)
             con.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
             con.execute(f"ALTER TABLE {staging} RENAME TO {_quote(table)}")
     finally:
@@ -921,17 +934,6 @@ def _keyed_digest(session: _Session, staged: _Staged, target: str) -> tuple[str,
     view = session.view("keyed", f"SELECT r.*, k.v{a} AS _a, CAST(k.v{d} AS DATE) AS _d "
                                  f"FROM {parsed} k POSITIONAL JOIN {staged.view} r")
     return digest("r._a", "r._d", view)
-
-
-def digest_into(con: duckdb.DuckDBPyConnection, name: str, path: Path, target: str) -> bool:
-    """Create temporary table ``target``, the read digest of source file ``path`` (see
-    :func:`validate_changes_into`); False when the file has no usable key columns."""
-    session = _Session(con)
-    try:
-        staged = _stage_file(session, name, Path(path))
-        return _keyed_digest(session, staged, target) is not None
-    finally:
-        session.close()
 
 
 def validate_changes_into(

@@ -282,7 +282,7 @@ class Store:
         Raises:
             DataContractError: The data breaks the contract.
         """
-        from pipelines.ingest import PARTED, digest_into, validate_into
+        from pipelines.ingest import PARTED, validate_into
         from pipelines.validate import raise_if_broken
 
         # The validator numbers a new table's rows by its rowid, which counts from 0 only
@@ -292,23 +292,22 @@ class Store:
         # temporary tables; the store's own tables change only in the transaction that
         # follows.
         self.con.execute("COMMIT")
-        digests = {}
         try:
+            for name in PARTED:
+                self.con.execute(f"DROP TABLE IF EXISTS temp.main._new_read_{name}")
             validation = validate_into(self.con, data, table_prefix="new_",
-                                       account_ids_table="_new_account_ids")
-            if validation.ok and files is not None:
-                for name in PARTED:
-                    if name in validation.tables and \
-                            digest_into(self.con, name, Path(files[name][0]), f"_new_read_{name}"):
-                        digests[name] = f"_new_read_{name}"
+                                       account_ids_table="_new_account_ids",
+                                       read_digests="_new_read_" if files is not None else None)
         finally:
             self.con.execute("BEGIN TRANSACTION")
         raise_if_broken(validation, data)
+        made = {r[0] for r in self.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()}
         for name in PARTED:
             self.con.execute(f"DROP TABLE IF EXISTS _read_{name}")
-            if name in digests:
-                self.con.execute(f"CREATE TABLE _read_{name} AS SELECT * FROM {digests[name]}")
-                self.con.execute(f"DROP TABLE {digests[name]}")
+            if f"_new_read_{name}" in made:
+                self.con.execute(f"CREATE TABLE _read_{name} AS SELECT * FROM _new_read_{name}")
+                self.con.execute(f"DROP TABLE _new_read_{name}")
         self.con.execute("DROP TABLE IF EXISTS _account_ids")
         if self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary "
                             "AND table_name = '_new_account_ids'").fetchall()[0][0]:
@@ -368,7 +367,7 @@ class Store:
                 changed file, each file validated whole, as a full validation words them).
         """
         from healthscore.contract import Validation
-        from pipelines.ingest import PARTED, digest_into, validate_changes_into, validate_source_into
+        from pipelines.ingest import PARTED, validate_changes_into, validate_source_into
         from pipelines.validate import raise_if_broken
 
         today = _today()
@@ -389,21 +388,24 @@ class Store:
                     if report is not None:
                         how[name] = "part"
                 if report is None:
+                    self.con.execute(f"DROP TABLE IF EXISTS temp.main._new_read_{name}")
                     report = validate_source_into(self.con, name, path, f"new_{name}",
-                                                  account_ids_table=ids)
+                                                  account_ids_table=ids,
+                                                  read_digest=f"_new_read_{name}")
                     how[name] = "whole"
-                    if name in PARTED and not any(p.severity == "error" for p in report.problems):
-                        digest_into(self.con, name, path, f"_new_read_{name}")
                 reports[name] = report
         finally:
             self.con.execute("BEGIN TRANSACTION")
         raise_if_broken(Validation(tables={}, reports=reports), data)
         self._record_validation(reports, today, parts={n for n, m in how.items() if m == "part"})
+        made = {r[0] for r in self.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()}
         for name, mode in how.items():
             if mode == "whole" and name in PARTED:
                 self.con.execute(f"DROP TABLE IF EXISTS _read_{name}")
-                self.con.execute(f"CREATE TABLE _read_{name} AS SELECT * FROM _new_read_{name}")
-                self.con.execute(f"DROP TABLE IF EXISTS _new_read_{name}")
+                if f"_new_read_{name}" in made:
+                    self.con.execute(f"CREATE TABLE _read_{name} AS SELECT * FROM _new_read_{name}")
+                    self.con.execute(f"DROP TABLE _new_read_{name}")
         return how
 
     def _same_columns(self, a: str, b: str) -> bool:
