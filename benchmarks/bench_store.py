@@ -6,12 +6,16 @@
 
 On the bench_score book (``benchmarks/bench_score.py``: 14 months of a small-business
 book, 100,000 accounts, 43 M usage rows in events.parquet) and a model fitted once on a
-2,000-account demo book (not timed), three runs of the installed command, each in its
-own process, with its wall time and peak RSS (``os.wait4``):
+2,000-account demo book (not timed), runs of the installed command, each in its own
+process, with its wall time and peak RSS (``os.wait4``):
 
 1. **first run**: the whole book, an empty store (what a new user's first run costs);
-2. **last week**: the book cut a week earlier (every source up to D - 7), an empty store;
-3. **next week**: the whole book on the store run 2 left: the weekly job.
+2. **four weeks ago**: the book cut a week earlier (every source up to D - 7) scored as
+   of D - 28, an empty store;
+3. **last week**: the same files as of D - 7, on that store (no file changed: a new date);
+4. **next week**: the whole book as of D on that store: the weekly job. A week of new
+   rows in every file; the store holds D - 28, the drivers' "four weeks ago", as a store
+   run every week does.
 
 Beside them, plain DuckDB SQL on the same file: the 43 M rows grouped by account and
 day (the engine's first step), and read into a table (what the store's validation
@@ -74,10 +78,12 @@ def _cut(book: Path, out: Path, day: dt.date) -> Path:
     return out
 
 
-def _command(data: Path, out: Path, store: Path, uri: str, workdir: Path) -> dict:
+def _command(data: Path, out: Path, store: Path, uri: str, workdir: Path,
+             as_of: dt.date | None = None) -> dict:
     """One `healthscore score` in its own process: wall time, peak RSS, exit code."""
+    when = ["--as-of", as_of.isoformat()] if as_of else []
     return _run(["score", "--data", str(data), "--out", str(out), "--store", str(store),
-                 "--model", uri], workdir)
+                 "--model", uri, *when], workdir)
 
 
 def _run(args: list[str], workdir: Path) -> dict:
@@ -189,12 +195,15 @@ def main() -> None:
     shutil.rmtree(runs, ignore_errors=True)
     runs.mkdir()
     rows = []
-    for label, data, store in (("first run, empty store", book, runs / "first.duckdb"),
-                               ("last week, empty store", earlier, runs / "weekly.duckdb"),
-                               ("next week, same store", book, runs / "weekly.duckdb")):
+    week = dt.timedelta(days=7)
+    for label, data, store, as_of in (
+            ("first run, empty store", book, runs / "first.duckdb", None),
+            ("four weeks ago, empty store", earlier, runs / "weekly.duckdb", end - 4 * week),
+            ("last week, same store, same files", earlier, runs / "weekly.duckdb", end - week),
+            ("next week, same store", book, runs / "weekly.duckdb", None)):
         print(f"{label} ...", flush=True)
         row = {"run": label, "accounts": args.accounts,
-               **_command(data, runs / f"{store.stem}.csv", store, uri, args.workdir)}
+               **_command(data, runs / f"{store.stem}.csv", store, uri, args.workdir, as_of)}
         row["store_gb"] = round(store.stat().st_size / 1e9, 2)
         print(row, flush=True)
         rows.append(row)

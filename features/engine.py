@@ -145,7 +145,8 @@ def peak_inputs(rollups: Mapping[str, ir.Table], subscriptions: ir.Table,
     counts = j.group_by(KEYS).aggregate(events_count_30d=int_sum(j.events))
     ud = rollups["user_day"]
     ud = ud.filter((ud.day > min(dates) - dt.timedelta(days=30)) & (ud.day <= max(dates)))
-    users = usage.distinct_users_at(ud, g.mutate(at=day_number(g.as_of_date)), 30)
+    users = usage.distinct_users_at(ud, g.mutate(at=day_number(g.as_of_date)), 30,
+                                    few=len(set(dates)) <= usage.FEW_DATES)
     out = g.left_join(counts, KEYS).drop("account_id_right", "as_of_date_right")
     out = out.left_join(users.select(*KEYS, "users"), KEYS).drop(
         "account_id_right", "as_of_date_right")

@@ -165,7 +165,8 @@ def blocks(g: ir.Table, rollups: Mapping[str, ir.Table], snapshots: list[dt.date
     # Breadth and its trend: distinct users in (D - 30, D] and (D - 60, D - 30].
     points = g.mutate(at=day_number(g.as_of_date)).union(
         g.mutate(at=day_number(g.as_of_date) - 30))
-    counted = distinct_users_at(user_day, points, 30)
+    few = len(set(snapshots)) <= FEW_DATES
+    counted = distinct_users_at(user_day, points, 30, few=few)
     now = counted.at == day_number(counted.as_of_date)
     users = counted.group_by(KEYS).aggregate(
         active_users_count_30d=counted.users.max(where=now),
@@ -177,7 +178,7 @@ def blocks(g: ir.Table, rollups: Mapping[str, ir.Table], snapshots: list[dt.date
         kud = rollups["key_user_day"]
         kud = kud.filter((kud.day > min(snapshots) - dt.timedelta(days=30)) & (kud.day <= last_day))
         points = g.mutate(at=day_number(g.as_of_date))
-        adoption = distinct_users_at(kud, points, 30, split=("event", key))
+        adoption = distinct_users_at(kud, points, 30, split=("event", key), few=few)
         blocks.append(keep(adoption.select(*KEYS, **{f"_ku_{i}": adoption[f"users_{i}"]
                                                      for i in range(len(key))})))
     return blocks
@@ -201,6 +202,16 @@ def fall_from_peak(g: ir.Table, peaks: ir.Table, snapshots: list[dt.date],
                           & ((day_number(peaks.as_of_date) - anchor) % every_days == 0))
     narrow = narrow.semi_join(g.select("account_id").distinct(), "account_id")
     narrow = narrow.mutate(_dn=day_number(narrow.as_of_date))
+    if len(set(snapshots)) <= FEW_DATES:
+        # Few snapshots: each joined to its account's inputs of the year behind it. A
+        # snapshot without inputs of its own has no peak (as with the window below).
+        gn = g.mutate(_gdn=day_number(g.as_of_date))
+        j = gn.join(narrow, [gn.account_id == narrow.account_id, narrow._dn <= gn._gdn,
+                             narrow._dn > gn._gdn - PEAK_DAYS])
+        peaks = j.group_by(KEYS).aggregate(
+            _peak_events=j.events_count_30d.max(), _peak_users=j.active_users_count_30d.max(),
+            _own=(j._dn == j._gdn).any())
+        return peaks.filter(peaks._own).drop("_own")
     window = ibis.range_window(group_by=narrow.account_id, order_by=narrow._dn,
                                preceding=PEAK_DAYS - 1, following=0)
     return narrow.select(
@@ -257,10 +268,21 @@ def derived(out: ir.Table, config: MetricsConfig) -> ir.Table:
 
 
 
+# Up to this many dates, windows are counted by joining each date to the days in its
+# window (work grows with dates x days); beyond it, by one pass over the days in order
+# (work grows with the days alone). Both count exactly the same.
+FEW_DATES = 4
+
+
 def distinct_users_at(
-    user_days: ir.Table, points: ir.Table, days: int, split: tuple[str, list] | None = None
+    user_days: ir.Table, points: ir.Table, days: int, split: tuple[str, list] | None = None,
+    few: bool = False,
 ) -> ir.Table:
     """Distinct users per account active in the ``days``-day window ending at each point.
+
+    ``few``: the points fall on at most :data:`FEW_DATES` dates; each is joined to the
+    user-days of its window and its distinct users counted (cheaper for a weekly run).
+    Otherwise:
 
     A user active on day d counts for every point in [d, d + days). Consecutive active
     days less than ``days`` apart merge into one run, counting over [first, last + days);
@@ -283,6 +305,8 @@ def distinct_users_at(
         ``points`` with ``users`` (or ``users_0``, ``users_1``, ... per split value),
         0 where nobody was active.
     """
+    if few:
+        return _distinct_users_joined(user_days, points, days, split)
     by = ["account_id", split[0]] if split else ["account_id"]
     per_user = ibis.window(group_by=[*by, "user_id"], order_by="day")
     t = user_days.mutate(before=user_days.day.lag().over(per_user),
@@ -316,6 +340,23 @@ def distinct_users_at(
     return out.mutate(**{n: out[n].fill_null(0) for n in names})
 
 
+
+
+def _distinct_users_joined(user_days: ir.Table, points: ir.Table, days: int,
+                           split: tuple[str, list] | None) -> ir.Table:
+    """:func:`distinct_users_at` for points on few dates: a windowed join, then distinct
+    users counted per point."""
+    names = [f"users_{i}" for i in range(len(split[1]))] if split else ["users"]
+    ud = user_days.mutate(_dn=day_number(user_days.day))
+    marks = points.select("account_id", "at").distinct()
+    j = marks.join(ud, [marks.account_id == ud.account_id, ud._dn <= marks.at, ud._dn > marks.at - days])
+    if split:
+        counts = {n: j.user_id.nunique(where=j[split[0]] == v) for n, v in zip(names, split[1])}
+    else:
+        counts = {"users": j.user_id.nunique()}
+    counted = j.group_by(["account_id", "at"]).aggregate(**counts)
+    out = points.left_join(counted, ["account_id", "at"]).drop("account_id_right", "at_right")
+    return out.mutate(**{n: out[n].fill_null(0).cast("int64") for n in names})
 
 
 def slope(sum_y: ir.NumericValue, sum_xy: ir.NumericValue) -> ir.FloatingValue:

@@ -66,6 +66,8 @@ from healthscore.errors import HealthscoreError
 from pipelines.io import find_sources, locked
 
 KEYS = ["account_id", "as_of_date"]
+# Account-dates of metric history computed in one batch (see Store._batches).
+BATCH_ROWS = 500_000
 DEFAULT_PATH = Path("outputs") / "store.duckdb"
 Progress = Callable[[str], None]
 
@@ -572,18 +574,36 @@ class Store:
         stored = dict(self.con.execute("SELECT as_of_date, full_row FROM _snapshots").fetchall())
         wanted = sorted(set(snapshots) | set(peak_dates))
         new = [d for d in wanted if d not in stored]
-        if new:
-            say(f"computing usage peaks at {len(new)} new date(s)")
+        batches = self._batches(new)
+        for n, batch in enumerate(batches, 1):
+            say(f"computing usage peaks at {len(new)} new date(s)"
+                + (f": batch {n} of {len(batches)}" if len(batches) > 1 else ""))
             self._write("peak_inputs", peak_inputs(self._engine_rollups(),
-                                                   self.engine.table("src_subscriptions"), new))
-            self.con.executemany("INSERT INTO _snapshots VALUES (?, false)", [[d] for d in new])
+                                                   self.engine.table("src_subscriptions"), batch))
+            self.con.executemany("INSERT INTO _snapshots VALUES (?, false)", [[d] for d in batch])
         full = sorted(d for d in set(snapshots) if not stored.get(d))
-        if full:
-            say(f"computing the metrics at {len(full)} new snapshot(s)")
+        batches = self._batches(full)
+        for n, batch in enumerate(batches, 1):
+            say(f"computing the metrics at {len(full)} new snapshot(s)"
+                + (f": batch {n} of {len(batches)}" if len(batches) > 1 else ""))
             self._write("metric_history",
-                        self._metrics(self._engine_tables(), self._engine_rollups(), full))
+                        self._metrics(self._engine_tables(), self._engine_rollups(), batch))
             self.con.executemany("UPDATE _snapshots SET full_row = true WHERE as_of_date = ?",
-                                 [[d] for d in full])
+                                 [[d] for d in batch])
+
+    def _batches(self, dates: list[dt.date], accounts: int | None = None) -> list[list[dt.date]]:
+        """``dates`` in batches of about :data:`BATCH_ROWS` account-dates (``accounts``:
+        how many accounts are computed, default all): memory then depends on the
+        accounts, not on how long the history is. A date's rows do not depend on which
+        dates are computed with it (the engine's point-in-time property), so batches
+        change nothing in the values."""
+        if not dates:
+            return []
+        if accounts is None:
+            accounts = self.con.execute(
+                "SELECT count(DISTINCT account_id) FROM src_subscriptions").fetchall()[0][0]
+        size = max(1, BATCH_ROWS // max(accounts, 1))
+        return [dates[i:i + size] for i in range(0, len(dates), size)]
 
     def _refresh_stale(self, say: Progress) -> None:
         """Recompute the stale accounts' rows at every stored date on or after their
@@ -607,14 +627,15 @@ class Store:
             self.con.execute("DELETE FROM peak_inputs WHERE as_of_date >= ? AND account_id IN "
                              "(SELECT account_id FROM _stale_accounts)", [since])
             self._changed("peak_inputs")
-            self._write("peak_inputs",
-                        peak_inputs(rollups, tables["subscriptions"], sorted(dates)))
+            for batch in self._batches(sorted(dates), n):
+                self._write("peak_inputs", peak_inputs(rollups, tables["subscriptions"], batch))
             full = sorted(d for d, f in dates.items() if f)
             if full:
                 self.con.execute("DELETE FROM metric_history WHERE as_of_date >= ? AND account_id "
                                  "IN (SELECT account_id FROM _stale_accounts)", [since])
                 self._changed("metric_history")
-                self._write("metric_history", self._metrics(tables, rollups, full))
+                for batch in self._batches(full, n):
+                    self._write("metric_history", self._metrics(tables, rollups, batch))
         self.con.execute("DELETE FROM _stale")
 
     def _metrics(self, tables, rollups, snapshots: list[dt.date]) -> ir.Table:

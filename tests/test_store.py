@@ -200,3 +200,23 @@ def test_a_broken_change_is_worded_as_a_whole_validation_words_it(tmp_path: Path
         assert "lots" in problems[0] and problems[0] == problems[1]
     with metric_store.opened(path, Config()) as store:
         pd.testing.assert_frame_equal(store.read_history(), before)
+
+
+def test_a_history_computed_in_batches_equals_one_computed_at_once(tmp_path: Path, monkeypatch) -> None:
+    """A long history is computed a few dates at a time (memory then depends on the
+    accounts, not on the history's length); the rows are the same, bit for bit."""
+    book = foreign_book(accounts=12, days=420, seed=6)
+    data = write_book(book, tmp_path / "book")
+    first = pd.to_datetime(book["subscriptions"]["start_date"]).min().date()
+    as_of = first + dt.timedelta(days=410)
+    dates = snapshot_dates(as_of, first, EVERY, 200)
+    peaks = snapshot_dates(as_of, first, EVERY, 200 + PEAK_DAYS)
+    whole = _run(tmp_path / "whole.duckdb", data, as_of, first, Config(), dates)
+    said = []
+    monkeypatch.setattr(metric_store, "BATCH_ROWS", 30)  # 12 accounts: 2 dates a batch
+    with metric_store.opened(tmp_path / "batched.duckdb", Config()) as store:
+        store.sync(data)
+        store.ensure(dates, peaks, said.append)
+        batched = store.read_history()
+    assert any("batch 2 of" in m for m in said), said
+    _assert_same(batched, whole)
