@@ -66,8 +66,10 @@ from healthscore.errors import HealthscoreError
 from pipelines.io import find_sources, locked
 
 KEYS = ["account_id", "as_of_date"]
-# Account-dates of metric history computed in one batch (see Store._batches).
-BATCH_ROWS = 500_000
+# Account-dates computed in one batch (see Store._batches): of the metric history, and
+# of the peak inputs (two narrow columns).
+BATCH_ROWS = 1_000_000
+PEAK_BATCH_ROWS = 5_000_000
 DEFAULT_PATH = Path("outputs") / "store.duckdb"
 Progress = Callable[[str], None]
 
@@ -431,6 +433,7 @@ class Store:
         self.con.execute(f"DROP TABLE _new_read_{name}")
         changed = self.con.execute(f"SELECT count(*) FROM {keys}").fetchall()[0][0]
         if not changed:
+            self.con.execute(f"DROP TABLE {keys}")
             return 0
         columns = self.con.sql(f"SELECT * FROM src_{name} LIMIT 0").columns
         part = f"(SELECT * FROM src_{name} s SEMI JOIN {keys} k ON s.account_id = k.account_id " \
@@ -574,7 +577,7 @@ class Store:
         stored = dict(self.con.execute("SELECT as_of_date, full_row FROM _snapshots").fetchall())
         wanted = sorted(set(snapshots) | set(peak_dates))
         new = [d for d in wanted if d not in stored]
-        batches = self._batches(new)
+        batches = self._batches(new, rows=PEAK_BATCH_ROWS)
         for n, batch in enumerate(batches, 1):
             say(f"computing usage peaks at {len(new)} new date(s)"
                 + (f": batch {n} of {len(batches)}" if len(batches) > 1 else ""))
@@ -591,18 +594,20 @@ class Store:
             self.con.executemany("UPDATE _snapshots SET full_row = true WHERE as_of_date = ?",
                                  [[d] for d in batch])
 
-    def _batches(self, dates: list[dt.date], accounts: int | None = None) -> list[list[dt.date]]:
-        """``dates`` in batches of about :data:`BATCH_ROWS` account-dates (``accounts``:
-        how many accounts are computed, default all): memory then depends on the
-        accounts, not on how long the history is. A date's rows do not depend on which
-        dates are computed with it (the engine's point-in-time property), so batches
-        change nothing in the values."""
+    def _batches(self, dates: list[dt.date], accounts: int | None = None,
+                 rows: int | None = None) -> list[list[dt.date]]:
+        """``dates`` in batches of about ``rows`` (default :data:`BATCH_ROWS`)
+        account-dates (``accounts``: how many accounts are computed, default all):
+        memory then depends on the accounts, not on how long the history is. A date's
+        rows do not depend on which dates are computed with it (the engine's
+        point-in-time property), so batches change nothing in the values."""
+        rows = BATCH_ROWS if rows is None else rows
         if not dates:
             return []
         if accounts is None:
             accounts = self.con.execute(
                 "SELECT count(DISTINCT account_id) FROM src_subscriptions").fetchall()[0][0]
-        size = max(1, BATCH_ROWS // max(accounts, 1))
+        size = max(1, rows // max(accounts, 1))
         return [dates[i:i + size] for i in range(0, len(dates), size)]
 
     def _refresh_stale(self, say: Progress) -> None:
@@ -627,7 +632,7 @@ class Store:
             self.con.execute("DELETE FROM peak_inputs WHERE as_of_date >= ? AND account_id IN "
                              "(SELECT account_id FROM _stale_accounts)", [since])
             self._changed("peak_inputs")
-            for batch in self._batches(sorted(dates), n):
+            for batch in self._batches(sorted(dates), n, PEAK_BATCH_ROWS):
                 self._write("peak_inputs", peak_inputs(rollups, tables["subscriptions"], batch))
             full = sorted(d for d, f in dates.items() if f)
             if full:

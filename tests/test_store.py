@@ -214,6 +214,7 @@ def test_a_history_computed_in_batches_equals_one_computed_at_once(tmp_path: Pat
     whole = _run(tmp_path / "whole.duckdb", data, as_of, first, Config(), dates)
     said = []
     monkeypatch.setattr(metric_store, "BATCH_ROWS", 30)  # 12 accounts: 2 dates a batch
+    monkeypatch.setattr(metric_store, "PEAK_BATCH_ROWS", 50)
     with metric_store.opened(tmp_path / "batched.duckdb", Config()) as store:
         store.sync(data)
         store.ensure(dates, peaks, said.append)
