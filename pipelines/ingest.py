@@ -981,22 +981,36 @@ def validate_changes_into(
         if keyed is None:
             return None
         account, day, view = keyed
+        # Days first (their totals), then the keys of the days that differ: a week's
+        # change compares a week of keys, not the whole file's.
+        def by_day(table: str) -> str:
+            return f"SELECT day, sum(n) AS n, sum(h) AS h FROM {table} GROUP BY day"
+
+        days = session.table("days", (
+            f"SELECT day FROM ({by_day(digest)}) o FULL JOIN ({by_day(new_digest)}) n USING (day) "
+            "WHERE o.n IS DISTINCT FROM n.n OR o.h IS DISTINCT FROM n.h"))
+
+        def on_days(table: str) -> str:
+            return f"(SELECT * FROM {table} t SEMI JOIN {days} d ON t.day IS NOT DISTINCT FROM d.day)"
+
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {changed} AS SELECT account_id, day FROM {digest} o "
-            f"FULL JOIN {new_digest} n USING (account_id, day) "
+            f"CREATE OR REPLACE TEMP TABLE {changed} AS SELECT account_id, day FROM {on_days(digest)} o "
+            f"FULL JOIN {on_days(new_digest)} n USING (account_id, day) "
             "WHERE o.n IS DISTINCT FROM n.n OR o.h IS DISTINCT FROM n.h")
         columns = ", ".join(f"c{i}" for i in range(len(staged.types)))
         # The changed days first (a week's appended rows are a sliver of the file), then
         # the keys; a key that cannot be parsed (no day) is always among them.
         since = f"({day} IS NULL OR {day} >= (SELECT min(day) FROM {changed}))"
-        rows = session.table("part_rows", (
-            f"SELECT r._row FROM {view} r SEMI JOIN {changed} c "
-            f"ON {account} IS NOT DISTINCT FROM c.account_id AND {day} IS NOT DISTINCT FROM c.day "
-            f"WHERE {since}"))
+        rows = (f"SELECT r.* FROM {view} r SEMI JOIN {changed} c "
+                f"ON {account} IS NOT DISTINCT FROM c.account_id AND {day} IS NOT DISTINCT FROM c.day "
+                f"WHERE {since}")
+        if view != staged.view:  # parsed keys: pick the rows first, then read them once
+            picked = session.table("part_rows", f"SELECT _row FROM ({rows})")
+            rows = f"SELECT r.* FROM {staged.view} r SEMI JOIN {picked} p ON r._row = p._row"
         part = session.table("part", (
             f"SELECT CAST(row_number() OVER (ORDER BY r._row) - 1 AS BIGINT) AS _row, "
-            f"r._row AS _file_row, {columns} FROM {staged.view} r SEMI JOIN {rows} p ON r._row = p._row "
-            "ORDER BY r._row"))
+            f"r._row AS _file_row, {', '.join(f'r.{c}' for c in columns.split(', '))} "
+            f"FROM ({rows}) r ORDER BY r._row"))
         staged.view, staged.part = part, True
         date_column = _quote(SOURCES[name].date_column)
         others = session.view("others", (
