@@ -997,7 +997,7 @@ def validate_changes_into(
             f"CREATE OR REPLACE TEMP TABLE {changed} AS SELECT account_id, day FROM {on_days(digest)} o "
             f"FULL JOIN {on_days(new_digest)} n USING (account_id, day) "
             "WHERE o.n IS DISTINCT FROM n.n OR o.h IS DISTINCT FROM n.h")
-        columns = ", ".join(f"c{i}" for i in range(len(staged.types)))
+        columns = ", ".join(f"r.c{i}" for i in range(len(staged.types)))
         # The changed days first (a week's appended rows are a sliver of the file), then
         # the keys; a key that cannot be parsed (no day) is always among them.
         since = f"({day} IS NULL OR {day} >= (SELECT min(day) FROM {changed}))"
@@ -1009,7 +1009,7 @@ def validate_changes_into(
             rows = f"SELECT r.* FROM {staged.view} r SEMI JOIN {picked} p ON r._row = p._row"
         part = session.table("part", (
             f"SELECT CAST(row_number() OVER (ORDER BY r._row) - 1 AS BIGINT) AS _row, "
-            f"r._row AS _file_row, {', '.join(f'r.{c}' for c in columns.split(', '))} "
+            f"r._row AS _file_row, {columns} "
             f"FROM ({rows}) r ORDER BY r._row"))
         staged.view, staged.part = part, True
         date_column = _quote(SOURCES[name].date_column)
