@@ -163,6 +163,16 @@ def test_a_failed_run_leaves_the_store_as_it_was(tmp_path: Path) -> None:
         pd.testing.assert_frame_equal(store.read_history(), before)
 
 
+def _problems(stores: list[Path], data: Path, as_of: dt.date, first: dt.date) -> list[str]:
+    """The contract error a run on each store raises."""
+    problems = []
+    for store_path in stores:
+        with pytest.raises(DataContractError) as caught:
+            _run(store_path, data, as_of, first, Config())
+        problems.append(str(caught.value))
+    return problems
+
+
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_a_broken_change_is_worded_as_a_whole_validation_words_it(tmp_path: Path, fmt: str) -> None:
     """A run that reads only the changed days finds the same problems, in the same words,
@@ -179,11 +189,7 @@ def test_a_broken_change_is_worded_as_a_whole_validation_words_it(tmp_path: Path
     repeat = tickets.iloc[[-1]].assign(ticket_id=tickets["ticket_id"].iloc[0])
     book["tickets"] = pd.concat([tickets, repeat], ignore_index=True)
     write_book(book, data, fmt)
-    problems = []
-    for store_path in (path, tmp_path / "fresh.duckdb"):
-        with pytest.raises(DataContractError) as caught:
-            _run(store_path, data, as_of, first, Config())
-        problems.append(str(caught.value))
+    problems = _problems([path, tmp_path / "fresh.duckdb"], data, as_of, first)
     assert "ticket_id" in problems[0] and "repeats" in problems[0]
     assert problems[0] == problems[1]
     if fmt == "csv":  # a value that is not a number, in a row of the last day
@@ -192,11 +198,7 @@ def test_a_broken_change_is_worded_as_a_whole_validation_words_it(tmp_path: Path
         events.loc[events.index[-1], "count"] = "lots"
         book["events"] = events
         write_book(book, data, fmt)
-        problems = []
-        for store_path in (path, tmp_path / "fresh2.duckdb"):
-            with pytest.raises(DataContractError) as caught:
-                _run(store_path, data, as_of, first, Config())
-            problems.append(str(caught.value))
+        problems = _problems([path, tmp_path / "fresh2.duckdb"], data, as_of, first)
         assert "lots" in problems[0] and problems[0] == problems[1]
     with metric_store.opened(path, Config()) as store:
         pd.testing.assert_frame_equal(store.read_history(), before)
