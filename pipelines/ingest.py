@@ -902,9 +902,10 @@ def _keyed_digest(session: _Session, staged: _Staged, target: str) -> tuple[str,
     they apply to (its ``_row`` is the staged view's), or None when a key column is
     missing or repeated (the full check words that).
 
-    Typed dates and plain-text ids parse as they are (the common Parquet export): the
-    key is read straight from the file. Otherwise the key columns are parsed first
-    (:func:`_create_parsed`, as the full check does), into a table beside the view.
+    Plain-text ids and dates that DuckDB parses as the contract does (typed dates, ISO
+    text: the common exports) are keyed straight from the file. Otherwise the key
+    columns are parsed first (:func:`_create_parsed`, as the full check does), into a
+    table beside the view.
     """
     names = [str(c).strip() for c in staged.names]
     day_column = SOURCES[staged.name].date_column
@@ -920,12 +921,17 @@ def _keyed_digest(session: _Session, staged: _Staged, target: str) -> tuple[str,
                     f"FROM {view} r GROUP BY ALL")
         return account, day, view
 
-    if staged.types[a] == "VARCHAR" and staged.types[d] in ("TIMESTAMP", "DATE"):
-        keyed = digest(f"r.c{a}", f"CAST(r.c{d} AS DATE)", staged.view)
-        # Ids with odd spellings (edge spaces) parse to other text: then parse them.
+    kind = SOURCES[staged.name].column(day_column).kind
+    parsed, _, canonical = _fast_parse(f"r.c{d}", staged.types[d], kind)
+    if staged.types[a] == "VARCHAR" and canonical is not None:
+        day = f"CAST({parsed} AS DATE)"
+        keyed = digest(f"r.c{a}", day if canonical == "true" else
+                       f"CASE WHEN {canonical} THEN {day} END", staged.view)
+        # Ids with odd spellings (edge spaces) parse to other text, and dates DuckDB does
+        # not parse as the contract does have no day here: then parse them both.
         odd = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT account_id AS k FROM {target}) "
                           f"WHERE k IS NOT NULL AND NOT regexp_full_match(k, '{_TEXT}')").fetchall()[0][0]
-        if not odd:
+        if not odd and not con.execute(f"SELECT count(*) FROM {target} WHERE day IS NULL").fetchall()[0][0]:
             return keyed
     parsed = session.name("keys")
     _create_parsed(session, staged, {a: Kind.STRING, d: SOURCES[staged.name].column(day_column).kind},
