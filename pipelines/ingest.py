@@ -232,8 +232,13 @@ def _stage_csv(session: _Session, name: str, path: Path) -> _Staged:
         return _stage_frame(session, read_source(name, path))
     opener = gzip.open if gz else open
     with opener(path, "rb") as handle:
-        nul = b"\x00" in handle.readline(1 << 20)
-    if nul or len(header) != len(names) or any(
+        first = handle.readline(1 << 20)
+        nul = b"\x00" in first
+        # An odd number of quotes: maybe a quoted field left open at the end, which
+        # DuckDB's reader would let pass as a blank line and pandas words as an error.
+        quotes = first.count(b'"') + sum(chunk.count(b'"') for chunk in
+                                         iter(lambda: handle.read(1 << 24), b""))
+    if nul or quotes % 2 or len(header) != len(names) or any(
         h != c for h, c in zip(header, names) if h.strip() and header.count(h) == 1
     ):  # leading blank lines, NUL bytes, odd quoting: let pandas decide
         return _stage_frame(session, read_source(name, path))
