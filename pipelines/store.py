@@ -305,13 +305,7 @@ class Store:
         finally:
             self.con.execute("BEGIN TRANSACTION")
         raise_if_broken(validation, data)
-        made = {r[0] for r in self.con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()}
-        for name in PARTED:
-            self.con.execute(f"DROP TABLE IF EXISTS _read_{name}")
-            if f"_new_read_{name}" in made:
-                self.con.execute(f"CREATE TABLE _read_{name} AS SELECT * FROM _new_read_{name}")
-                self.con.execute(f"DROP TABLE _new_read_{name}")
+        self._keep_read_digests(PARTED)
         self.con.execute("DROP TABLE IF EXISTS _account_ids")
         if self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary "
                             "AND table_name = '_new_account_ids'").fetchall()[0][0]:
@@ -402,15 +396,19 @@ class Store:
             self.con.execute("BEGIN TRANSACTION")
         raise_if_broken(Validation(tables={}, reports=reports), data)
         self._record_validation(reports, today, parts={n for n, m in how.items() if m == "part"})
+        self._keep_read_digests([n for n, m in how.items() if m == "whole" and n in PARTED])
+        return how
+
+    def _keep_read_digests(self, names) -> None:
+        """Replace the stored read digest of each source in ``names`` by the one its
+        whole validation just made (none when the file had no usable key columns)."""
         made = {r[0] for r in self.con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()}
-        for name, mode in how.items():
-            if mode == "whole" and name in PARTED:
-                self.con.execute(f"DROP TABLE IF EXISTS _read_{name}")
-                if f"_new_read_{name}" in made:
-                    self.con.execute(f"CREATE TABLE _read_{name} AS SELECT * FROM _new_read_{name}")
-                    self.con.execute(f"DROP TABLE _new_read_{name}")
-        return how
+        for name in names:
+            self.con.execute(f"DROP TABLE IF EXISTS _read_{name}")
+            if f"_new_read_{name}" in made:
+                self.con.execute(f"CREATE TABLE _read_{name} AS SELECT * FROM _new_read_{name}")
+                self.con.execute(f"DROP TABLE _new_read_{name}")
 
     def _same_columns(self, a: str, b: str) -> bool:
         describe = "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? " \
@@ -483,15 +481,14 @@ class Store:
         """Drop the rollups and the history when the definitions that made them changed
         (metric config, ``features/`` code, the sources' columns)."""
         now = self._definitions()
-        row = self.con.execute("SELECT value FROM _meta WHERE key = 'definitions'").fetchall()
-        if row and row[0][0] == now and all(r in self.table_names() for r in ROLLUPS):
+        if self._meta("definitions") == now and all(r in self.table_names() for r in ROLLUPS):
             return
         for name in (*ROLLUPS, "peak_inputs", "metric_history"):
             self.con.execute(f"DROP TABLE IF EXISTS {name}")
             self._forget(name)
         self.con.execute("DELETE FROM _snapshots")
         self.con.execute("DELETE FROM _stale")
-        self.con.execute("INSERT OR REPLACE INTO _meta VALUES ('definitions', ?)", [now])
+        self._set_meta("definitions", now)
         changes.rebuilt = True
         if "events" in self.sources:
             self._build_rollups()
@@ -720,12 +717,11 @@ class Store:
         table changes (:meth:`_changed`), so a copy made of it elsewhere (the Spark
         engine's Parquet mirror) knows whether it is current. A token, not a counter:
         a rolled-back run must not leave a number that a later change reuses."""
-        row = self.con.execute("SELECT value FROM _meta WHERE key = ?", [f"version:{name}"]).fetchall()
-        return row[0][0] if row else self._changed(name)
+        return self._meta(f"version:{name}") or self._changed(name)
 
     def _changed(self, name: str) -> str:
         token = uuid.uuid4().hex
-        self.con.execute("INSERT OR REPLACE INTO _meta VALUES (?, ?)", [f"version:{name}", token])
+        self._set_meta(f"version:{name}", token)
         return token
 
     def _forget(self, name: str) -> None:
