@@ -23,11 +23,11 @@ import csv
 import datetime as dt
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+import measure  # the peak RSS of a command, measured from a small launcher
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -92,8 +92,7 @@ def _score_one(data: Path, uri: str, workdir: Path) -> dict:
     wall = time.perf_counter() - start
     row = {"book": data.name, "events": events, "scored": len(result.scores),
            "wall_s": round(wall, 1),
-           **{f"{s}_s": round(result.seconds.get(s, 0.0), 2) for s in STAGES},
-           "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)}
+           **{f"{s}_s": round(result.seconds.get(s, 0.0), 2) for s in STAGES}}
     print(json.dumps(row), flush=True)
     return row
 
@@ -119,13 +118,13 @@ def main() -> None:
         data = _book(args.workdir, n, args.max_users)
         # An empty metric store per run: the benchmark times a first run of that date.
         (args.workdir / f"store-{data.name}.duckdb").unlink(missing_ok=True)
-        child = subprocess.run([sys.executable, __file__, "--workdir", str(args.workdir),
-                                "--train-accounts", str(args.train_accounts), "--one", str(data)],
-                               cwd=ROOT, capture_output=True, text=True)
-        if child.returncode:
-            sys.exit(f"scoring {data} failed:\n{child.stderr[-3000:]}")
-        row = json.loads(child.stdout.strip().splitlines()[-1])
-        row = {"accounts": n, "max_users": args.max_users, **row}
+        code, stdout, stderr, _, peak_gb = measure.run(
+            [sys.executable, __file__, "--workdir", str(args.workdir),
+             "--train-accounts", str(args.train_accounts), "--one", str(data)])
+        if code:
+            sys.exit(f"scoring {data} failed:\n{stderr[-3000:]}")
+        row = json.loads(stdout.strip().splitlines()[-1])
+        row = {"accounts": n, "max_users": args.max_users, **row, "peak_rss_gb": round(peak_gb, 2)}
         rows.append(row)
         print(row, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@
 On the bench_score book (``benchmarks/bench_score.py``: 14 months of a small-business
 book, 100,000 accounts, 43 M usage rows in events.parquet) and a model fitted once on a
 2,000-account demo book (not timed), runs of the installed command, each in its own
-process, with its wall time and peak RSS (``os.wait4``):
+process, with its wall time and peak RSS (``measure.run``: ``os.wait4`` from a small launcher):
 
 1. **first run**: the whole book, an empty store (what a new user's first run costs);
 2. **four weeks ago**: the book cut a week earlier (every source up to D - 7) scored as
@@ -38,7 +38,6 @@ import csv
 import datetime as dt
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import bench_score  # noqa: E402  (the book and the model)
+import measure  # noqa: E402
 
 
 def _cut(book: Path, out: Path, day: dt.date) -> Path:
@@ -90,16 +90,10 @@ def _run(args: list[str], workdir: Path) -> dict:
     """One `healthscore` command in its own process: wall time and peak RSS."""
     hs = Path(sys.executable).with_name("healthscore")
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
-    start = time.perf_counter()
-    proc = subprocess.Popen([str(hs), *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    stdout, stderr = proc.stdout.read(), proc.stderr.read()
-    code = os.waitstatus_to_exitcode(status)
+    code, stdout, stderr, wall, peak_gb = measure.run([str(hs), *args], env)
     if code:
-        sys.exit(f"healthscore score failed ({code}):\n{stderr[-3000:]}\n{stdout[-2000:]}")
-    return {"wall_s": round(wall, 1), "peak_rss_gb": round(usage.ru_maxrss / 1e6, 2)}
+        sys.exit(f"healthscore {args[0]} failed ({code}):\n{stderr[-3000:]}\n{stdout[-2000:]}")
+    return {"wall_s": round(wall, 1), "peak_rss_gb": round(peak_gb, 2)}
 
 
 def _plain(book: Path) -> dict:
