@@ -211,15 +211,18 @@ def test_a_history_computed_in_batches_equals_one_computed_at_once(tmp_path: Pat
     data = write_book(book, tmp_path / "book")
     first = pd.to_datetime(book["subscriptions"]["start_date"]).min().date()
     as_of = first + dt.timedelta(days=410)
-    dates = snapshot_dates(as_of, first, EVERY, 200)
-    peaks = snapshot_dates(as_of, first, EVERY, 200 + PEAK_DAYS)
+    dates = snapshot_dates(as_of, first, EVERY, 6 * EVERY)
+    peaks = snapshot_dates(as_of, first, EVERY, 6 * EVERY + PEAK_DAYS)
+    assert len(dates) == 7 and len(peaks) > 50
     whole = _run(tmp_path / "whole.duckdb", data, as_of, first, Config(), dates)
     said = []
-    monkeypatch.setattr(metric_store, "BATCH_ROWS", 30)  # 12 accounts: 2 dates a batch
-    monkeypatch.setattr(metric_store, "PEAK_BATCH_ROWS", 50)
+    # 12 accounts: the 7 dates in batches of 2, the peaks' dates in batches of about 16.
+    monkeypatch.setattr(metric_store, "BATCH_ROWS", 30)
+    monkeypatch.setattr(metric_store, "PEAK_BATCH_ROWS", 200)
     with metric_store.opened(tmp_path / "batched.duckdb", Config()) as store:
         store.sync(data)
         store.ensure(dates, peaks, said.append)
         batched = store.read_history()
-    assert any("batch 2 of" in m for m in said), said
+    assert any(m.startswith("computing usage peaks") and "batch 2 of" in m for m in said), said
+    assert any(m.startswith("computing the metrics") and "batch 4 of 4" in m for m in said), said
     _assert_same(batched, whole)
