@@ -27,5 +27,7 @@ def run(command: list[str], env: dict | None = None) -> tuple[int, str, str, flo
     done = subprocess.run([sys.executable, "-c", _LAUNCHER, *command], env=env,
                           capture_output=True, text=True)
     wall = time.perf_counter() - start
-    stderr, _, peak = done.stderr.rpartition("\n__peak_rss_kb ")
+    stderr, marker, peak = done.stderr.rpartition("\n__peak_rss_kb ")
+    if not marker:  # the launcher itself failed (its traceback is the stderr)
+        return done.returncode or 1, done.stdout, done.stderr, wall, float("nan")
     return done.returncode, done.stdout, stderr, wall, int(peak.split()[0]) / 1e6

@@ -979,9 +979,9 @@ def validate_changes_into(
     The file is read whole, to digest it per day as read (the row count and a sum of
     row hashes; the day parsed as the contract parses it), then per (account, day) on
     the days whose totals differ from ``digest``'s (the file's last digest). Only the
-    rows of the keys whose digest differs are parsed and checked; the other keys' rows are the ones ``clean`` already holds, checked
-    before. Values that must be unique are checked against ``clean``'s rows outside the
-    changed keys.
+    rows of the keys whose digest differs are parsed and checked; the other keys' rows
+    are the ones ``clean`` already holds, checked before. Values that must be unique are
+    checked against ``clean``'s rows outside the changed keys.
 
     Args:
         digest: The last digest (``account_id, day, n, h``) of this source's file.
