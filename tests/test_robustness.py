@@ -57,6 +57,7 @@ def test_a_locked_folder_makes_the_next_run_wait(tmp_path):
     assert waited > 0.5 and said and "waiting for another run" in said[0]
 
 
+@pytest.mark.slow  # end to end, twice; CI's slow suite runs it
 def test_same_data_config_and_seed_give_byte_identical_outputs(setup, tmp_path):
     _, data, as_of = setup
     outputs = []

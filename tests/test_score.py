@@ -212,6 +212,7 @@ def test_the_newest_model_version_wins_a_day_by_number_not_text(tmp_path):
     assert runs["model_version"].tolist() == ["10"] and runs["health_score"].tolist() == [70.0]
 
 
+@pytest.mark.slow  # end to end, twice; CI's slow suite runs it
 def test_scores_and_alerts_from_an_incremental_store_equal_a_rebuild(setup, tmp_path):
     """The weekly job on a store that saw last week's export, late rows and an edit
     gives the same scores and alerts, bit for bit, as a fresh store built from this
