@@ -185,3 +185,147 @@ def test_incremental_spark_runs_equal_a_duckdb_rebuild_and_compute_only_what_cha
     assert all(len(list((mirror / t).glob("*.parquet"))) == 1
                for t in ("account_day", "peak_inputs", "src_subscriptions"))
     assert not (mirror / "metric_history").exists() and not (mirror / "_scratch").exists()
+
+
+
+
+@pytest.mark.slow
+def test_duckdb_and_spark_runs_take_turns_on_one_store(tmp_path):
+    """The two engines share one store, each run on the rows the other computed:
+    DuckDB starts it; Spark adds a week; DuckDB takes late rows and an edited event;
+    Spark adds another week. Each run computes only what the store lacks (counted in
+    ``Store.produced``), and the store ends equal to a DuckDB store built from scratch
+    on the final files, exactly."""
+    need_spark()
+    import random
+
+    from books import foreign_book, write_book
+    from test_store import EVERY, _dates, _known, _run
+
+    from pipelines import store as metric_store
+
+    rng = random.Random(11)
+    book = foreign_book(accounts=8, days=440, seed=11)
+    events = book["events"]
+    stamps = pd.to_datetime(events["timestamp"])
+    first = min(pd.to_datetime(book["subscriptions"]["start_date"]).min(), stamps.min()).date()
+    cutoff = pd.Timestamp(first) + pd.Timedelta(days=400)
+    # One account's late rows (dated weeks before the first export) and an edited event.
+    window = events.loc[(stamps > cutoff - pd.Timedelta(days=40)) & (stamps < cutoff - pd.Timedelta(days=10))]
+    account = window["account_id"].value_counts().index[0]
+    late, edited = rng.sample(list(window.index[window["account_id"] == account]), k=2)
+    held_back = {"events": {late}}
+    path = tmp_path / "shared.duckdb"
+    said: list[str] = []
+
+    def run(step: int, config: Config) -> tuple[Path, pd.DataFrame, int]:
+        data = write_book(_known(book, cutoff, held_back), tmp_path / f"export-{step}")
+        with metric_store.opened(path, config) as store:
+            store.sync(data, said.append)
+            store.ensure(*_dates(cutoff.date(), first))
+            return data, store.read_history(), store.produced.get("metric_history", 0)
+
+    run(0, Config())
+    for step, engine in ((1, SPARK), (2, Config()), (3, SPARK)):
+        if step == 2:  # the late row arrives, an earlier event is edited
+            held_back = {}
+            name = book["events"].loc[edited, "event"]
+            book["events"].loc[edited, "event"] = "lesson_view" if name == "quiz_submit" else "quiz_submit"
+            since = pd.to_datetime(events.loc[[late, edited], "timestamp"]).dt.normalize().min()
+        else:  # a week appended
+            cutoff += pd.Timedelta(days=EVERY)
+        data, history, produced = run(step, engine)
+        if step == 2:  # the account's rows from its earliest change
+            expected = ((history["account_id"] == str(account)) & (history["as_of_date"] >= since)).sum()
+        else:  # the new date's rows
+            expected = (history["as_of_date"] == cutoff).sum()
+        assert produced == expected > 0, (step, produced, expected)
+        assert produced < len(history)
+
+    dates = sorted(history["as_of_date"].dt.date.unique())
+    rebuilt = _run(tmp_path / "fresh.duckdb", data, cutoff.date(), first, Config(), dates)
+    pd.testing.assert_frame_equal(history.reset_index(drop=True),
+                                  rebuilt[history.columns].reset_index(drop=True), check_exact=True)
+    assert len(history) > 10 and history["account_id"].nunique() > 2
+    assert "events: the changed days read" in said, said
+
+
+@pytest.mark.slow
+def test_a_killed_spark_run_leaves_the_store_as_it_was(tmp_path):
+    """`healthscore features` on Spark killed at moments spread over its run (the JVM
+    started, rollups, snapshots, the rows going back into the store): the store opens
+    and holds what it held before, and the next Spark run ends equal to a DuckDB store
+    built from scratch."""
+    need_spark()
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from books import foreign_book, write_book
+    from test_store import EVERY, _known
+
+    from pipelines import store as metric_store
+
+    hs = [sys.executable, "-m", "pipelines.cli"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    config = tmp_path / "spark.yaml"
+    config.write_text("engine:\n  name: spark\n  spark_master: local[2]\n  spark_driver_memory: 4g\n")
+    book = foreign_book(accounts=8, days=440, seed=13)
+    stamps = pd.to_datetime(book["events"]["timestamp"])
+    first = min(pd.to_datetime(book["subscriptions"]["start_date"]).min(), stamps.min())
+    cutoff = first.normalize() + pd.Timedelta(days=400)
+    before_data = write_book(_known(book, cutoff, {}), tmp_path / "before")
+    data = write_book(_known(book, cutoff + pd.Timedelta(days=EVERY), {}), tmp_path / "after")
+    store = tmp_path / "store.duckdb"
+
+    def features(data_dir: Path, store_path: Path, *extra: str, wait: float | None = None):
+        command = [*hs, "features", "--data", str(data_dir), "--out", str(tmp_path / "h.parquet"),
+                   "--store", str(store_path), *extra]
+        if wait is None:
+            done = subprocess.run(command, env=env, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr[-3000:]
+            return None
+        run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(wait)
+        run.send_signal(signal.SIGKILL)
+        return run.wait()
+
+    def history(store_path: Path) -> pd.DataFrame:
+        with metric_store.opened(store_path, Config()) as kept:
+            return kept.read_history()
+
+    features(before_data, store)  # the store as last week's DuckDB run left it
+    before = history(store)
+    # How long the Spark run takes here, on a copy: the kills are spread over it.
+    shutil.copy(store, tmp_path / "timed.duckdb")
+    start = time.perf_counter()
+    features(data, tmp_path / "timed.duckdb", "--config", str(config))
+    took = time.perf_counter() - start
+    after = history(tmp_path / "timed.duckdb")
+    assert len(after) > len(before) > 10
+    as_it_was = 0
+    for share in (0.3, 0.55, 0.75, 0.9):
+        features(data, store, "--config", str(config), wait=share * took)
+        # As it was, or as the whole run leaves it (killed after its commit): never between.
+        kept = history(store)
+        if kept.equals(before):
+            as_it_was += 1
+        else:
+            pd.testing.assert_frame_equal(kept, after, check_exact=True)
+    assert as_it_was >= 2  # the kills did land inside the run
+
+    features(data, store, "--config", str(config))
+    rebuilt = tmp_path / "fresh.duckdb"
+    features(data, rebuilt)
+    now, fresh = history(store), history(rebuilt)
+    pd.testing.assert_frame_equal(now, after, check_exact=True)
+    pd.testing.assert_frame_equal(now, fresh[now.columns], check_exact=True)
+    # The killed runs' Spark slices and half-written mirrors are gone: each mirror holds
+    # its table's current version alone.
+    mirror = tmp_path / "store.parquet"
+    assert not (mirror / "_scratch").exists()
+    folders = [f for f in mirror.iterdir() if f.is_dir()]
+    assert folders and all(len(list(f.iterdir())) == 1 for f in folders)
