@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import random
 
 import numpy as np
 import pandas as pd
@@ -14,8 +15,11 @@ from typer.testing import CliRunner
 
 from healthscore.config import Config, EngineConfig
 from healthscore.simulate import SimulationConfig, simulate_book
+from books import foreign_book, write_book
+from pipelines import store as metric_store
 from pipelines.cli import app
 from pipelines.features import stage_and_build
+from test_store import EVERY, _dates, _known, _run
 
 # 4g: with the 2g default, one clean-checkout CI run lost a task to Spark's execution
 # memory pool on this small book (it passed alone); the engine itself is not at issue.
@@ -31,6 +35,15 @@ def need_spark() -> None:
         if os.environ.get("CI"):
             pytest.fail("pyspark missing: CI must run `make spark`")
         pytest.skip("pyspark not installed (run `make spark`)")
+
+
+def _exported_book(seed: int) -> tuple[dict[str, pd.DataFrame], dt.date, pd.Timestamp]:
+    """An 8-account unseen book (``tests/books.py``), its first day, and the day of its
+    first weekly export (400 days in)."""
+    book = foreign_book(accounts=8, days=440, seed=seed)
+    stamps = pd.to_datetime(book["events"]["timestamp"])
+    first = min(pd.to_datetime(book["subscriptions"]["start_date"]).min(), stamps.min()).date()
+    return book, first, pd.Timestamp(first) + pd.Timedelta(days=400)
 
 
 @pytest.mark.slow
@@ -90,7 +103,7 @@ def test_spark_equals_duckdb_on_an_unseen_book_with_ties_missing_columns_and_shu
     import tempfile
     from pathlib import Path
 
-    from books import foreign_book, without, write_book
+    from books import without
     from pipelines.validate import load_data_folder
 
     book = without(foreign_book(accounts=40, days=400, seed=21),
@@ -116,19 +129,10 @@ def test_incremental_spark_runs_equal_a_duckdb_rebuild_and_compute_only_what_cha
     ``Store.produced``), and the store ends equal to a DuckDB store built from scratch
     on the final files, exactly (the definitions' sums are exact decimals)."""
     need_spark()
-    import random
-
-    from books import foreign_book, write_book
-    from test_store import EVERY, _dates, _known, _run
-
-    from pipelines import store as metric_store
-
     rng = random.Random(7)
-    book = foreign_book(accounts=8, days=440, seed=7)
+    book, first, cutoff = _exported_book(7)
     events = book["events"]
     stamps = pd.to_datetime(events["timestamp"])
-    first = min(pd.to_datetime(book["subscriptions"]["start_date"]).min(), stamps.min()).date()
-    cutoff = pd.Timestamp(first) + pd.Timedelta(days=400)
     # One account's late rows (dated weeks before the first export, they reach only the
     # last one) and one of its events edited then: the other accounts stay as they were.
     window = events.loc[(stamps > cutoff - pd.Timedelta(days=40))
@@ -197,19 +201,10 @@ def test_duckdb_and_spark_runs_take_turns_on_one_store(tmp_path):
     ``Store.produced``), and the store ends equal to a DuckDB store built from scratch
     on the final files, exactly."""
     need_spark()
-    import random
-
-    from books import foreign_book, write_book
-    from test_store import EVERY, _dates, _known, _run
-
-    from pipelines import store as metric_store
-
     rng = random.Random(11)
-    book = foreign_book(accounts=8, days=440, seed=11)
+    book, first, cutoff = _exported_book(11)
     events = book["events"]
     stamps = pd.to_datetime(events["timestamp"])
-    first = min(pd.to_datetime(book["subscriptions"]["start_date"]).min(), stamps.min()).date()
-    cutoff = pd.Timestamp(first) + pd.Timedelta(days=400)
     # One account's late rows (dated weeks before the first export) and an edited event.
     window = events.loc[(stamps > cutoff - pd.Timedelta(days=40)) & (stamps < cutoff - pd.Timedelta(days=10))]
     account = window["account_id"].value_counts().index[0]
@@ -264,19 +259,11 @@ def test_a_killed_spark_run_leaves_the_store_as_it_was(tmp_path):
     import time
     from pathlib import Path
 
-    from books import foreign_book, write_book
-    from test_store import EVERY, _known
-
-    from pipelines import store as metric_store
-
     hs = [sys.executable, "-m", "pipelines.cli"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     config = tmp_path / "spark.yaml"
     config.write_text("engine:\n  name: spark\n  spark_master: local[2]\n  spark_driver_memory: 4g\n")
-    book = foreign_book(accounts=8, days=440, seed=13)
-    stamps = pd.to_datetime(book["events"]["timestamp"])
-    first = min(pd.to_datetime(book["subscriptions"]["start_date"]).min(), stamps.min())
-    cutoff = first.normalize() + pd.Timedelta(days=400)
+    book, _, cutoff = _exported_book(13)
     before_data = write_book(_known(book, cutoff, {}), tmp_path / "before")
     data = write_book(_known(book, cutoff + pd.Timedelta(days=EVERY), {}), tmp_path / "after")
     store = tmp_path / "store.duckdb"
