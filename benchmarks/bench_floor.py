@@ -79,11 +79,6 @@ def _rollups(key: list[str], where: str = "") -> dict[str, str]:
     }
 
 
-def _digest(file: Path) -> str:
-    return (f"SELECT CAST(timestamp AS DATE) AS day, count(*) AS n, sum(hash(COLUMNS(*))) AS h "
-            f"FROM read_parquet('{file}') GROUP BY ALL")
-
-
 def _others(book: Path) -> list[tuple[str, str, str | None]]:
     """The book's other sources: (name, DuckDB reader, date column or None)."""
     from healthscore.contract import SOURCES
@@ -98,7 +93,8 @@ def _others(book: Path) -> list[tuple[str, str, str | None]]:
     return others
 
 
-def _digest_of(reader: str, column: str | None) -> str:
+def _digest(reader: str, column: str | None) -> str:
+    """The rows of ``reader`` (a table or a file reader) digested per day of ``column``."""
     day = f"TRY_CAST({column} AS DATE)" if column else "NULL::DATE"
     return f"SELECT {day} AS day, count(*) AS n, sum(hash(COLUMNS(*))) AS h FROM {reader} GROUP BY ALL"
 
@@ -128,20 +124,21 @@ def part_first(book: Path, store: Path, day: dt.date) -> dict:
     store.unlink(missing_ok=True)
     con = _connect(store)
     steps: dict = {}
-    _timed(steps, "load", con, f"CREATE TABLE src_events AS SELECT * FROM read_parquet('{book / 'events.parquet'}')")
-    _timed(steps, "digest", con, f"CREATE TABLE _digest AS {_digest(book / 'events.parquet')}")
+    events = f"read_parquet('{book / 'events.parquet'}')"
+    _timed(steps, "load", con, f"CREATE TABLE src_events AS SELECT * FROM {events}")
+    _timed(steps, "digest", con, f"CREATE TABLE _digest AS {_digest(events, 'timestamp')}")
     start = time.perf_counter()
     for name, reader, column in _others(book):
         con.execute(f"CREATE TABLE src_{name} AS SELECT * FROM {reader}")
-        con.execute(f"CREATE TABLE _digest_{name} AS {_digest_of(f'src_{name}', column)}")
+        con.execute(f"CREATE TABLE _digest_{name} AS {_digest(f'src_{name}', column)}")
     steps["other_sources"] = round(time.perf_counter() - start, 2)
-    for name, sql in _rollups(list(Config().metrics.key_features)).items():
+    key = list(Config().metrics.key_features)
+    for name, sql in _rollups(key).items():
         _timed(steps, name, con, f"CREATE TABLE {name} AS {sql}")
     _timed(steps, "snapshot", con, _snapshot(day))
     _timed(steps, "checkpoint", con, "CHECKPOINT")
     # Not in the floor: the user-days with a bitmask of the key features used, one table
     # in place of user_day and key_user_day (a layout the store could move to).
-    key = list(Config().metrics.key_features)
     bits = " ".join(f"WHEN '{k}' THEN {1 << i}" for i, k in enumerate(key))
     _timed(steps, "user_day_with_key_bits", con,
            f"CREATE TABLE user_day_bits AS SELECT account_id, user_id, CAST(timestamp AS DATE) AS day, "
@@ -156,16 +153,16 @@ def part_week(book: Path, store: Path, day: dt.date) -> dict:
 
     con = _connect(store)
     steps: dict = {}
-    events = book / "events.parquet"
-    _timed(steps, "digest", con, f"CREATE TEMP TABLE _new AS {_digest(events)}")
+    events = f"read_parquet('{book / 'events.parquet'}')"
+    _timed(steps, "digest", con, f"CREATE TEMP TABLE _new AS {_digest(events, 'timestamp')}")
     start = time.perf_counter()
     for name, reader, column in _others(book):
-        con.execute(f"CREATE TEMP TABLE _new_{name} AS {_digest_of(reader, column)}")
+        con.execute(f"CREATE TEMP TABLE _new_{name} AS {_digest(reader, column)}")
     steps["other_sources"] = round(time.perf_counter() - start, 2)
     _timed(steps, "compare", con, "CREATE TEMP TABLE _changed AS SELECT day FROM _new n "
                                   "LEFT JOIN _digest o USING (day) WHERE o.h IS DISTINCT FROM n.h "
                                   "OR o.n IS DISTINCT FROM n.n")
-    _timed(steps, "append", con, f"INSERT INTO src_events SELECT * FROM read_parquet('{events}') "
+    _timed(steps, "append", con, f"INSERT INTO src_events SELECT * FROM {events} "
                                  "WHERE CAST(timestamp AS DATE) IN (SELECT day FROM _changed)")
     where = "WHERE CAST(timestamp AS DATE) IN (SELECT day FROM _changed)"
     for name, sql in _rollups(list(Config().metrics.key_features), where).items():
@@ -208,8 +205,7 @@ def part_score(store: Path, uri: str, out: Path) -> dict:
 
 
 def _child(part: str, *args: str) -> dict:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
-    code, stdout, stderr, wall, peak = measure.run([sys.executable, __file__, "--part", part, *args], env)
+    code, stdout, stderr, wall, peak = measure.run([sys.executable, __file__, "--part", part, *args])
     if code:
         sys.exit(f"{part} failed ({code}):\n{stderr[-3000:]}")
     return {"part": part, "wall_s": round(wall, 2), "peak_rss_gb": round(peak, 2),
@@ -265,14 +261,7 @@ def main() -> None:
         row["book"] = Path(args_[0]).name
         print(row, flush=True)
         rows.append(row)
-    import csv
-
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    measure.write_rows(rows, args.out)
 
 
 if __name__ == "__main__":

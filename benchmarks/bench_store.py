@@ -34,7 +34,6 @@ by DuckDB, never fetched into pandas. Results: benchmarks/results/store_history.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import os
 import shutil
@@ -115,14 +114,6 @@ def _plain(book: Path) -> dict:
             "plain_load_s": round(loaded, 1)}
 
 
-def _write(rows: list[dict], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def _train(book: Path, workdir: Path) -> None:
     runs = workdir / "train-runs"
     shutil.rmtree(runs, ignore_errors=True)
@@ -136,7 +127,7 @@ def _train(book: Path, workdir: Path) -> None:
         print(f"{label} ...", flush=True)
         rows.append({"run": label, "book": book.name, **_run(args, workdir)})
         print(rows[-1], flush=True)
-    _write(rows, HERE / "results" / "store_train.csv")
+    measure.write_rows(rows, HERE / "results" / "store_train.csv")
 
 
 def _history(book: Path, workdir: Path) -> None:
@@ -154,7 +145,7 @@ def _history(book: Path, workdir: Path) -> None:
     row["history_rows"] = con.execute("SELECT count(*) FROM metric_history").fetchall()[0][0]
     row["events"] = con.execute("SELECT count(*) FROM src_events").fetchall()[0][0]
     print(row, flush=True)
-    _write([row], HERE / "results" / "store_history.csv")
+    measure.write_rows([row], HERE / "results" / "store_history.csv")
 
 
 def plain_only(book: Path) -> None:
@@ -203,7 +194,7 @@ def main() -> None:
         rows.append(row)
     plain = _plain(book)
     print(plain, flush=True)
-    _write([{**r, **plain} for r in rows], args.out)
+    measure.write_rows([{**r, **plain} for r in rows], args.out)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@ Python process (the launcher), which reports its own child's peak (``os.wait4``)
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 _LAUNCHER = (
     "import os, subprocess, sys\n"
@@ -31,3 +33,12 @@ def run(command: list[str], env: dict | None = None) -> tuple[int, str, str, flo
     if not marker:  # the launcher itself failed (its traceback is the stderr)
         return done.returncode or 1, done.stdout, done.stderr, wall, float("nan")
     return done.returncode, done.stdout, stderr, wall, int(peak.split()[0]) / 1e6
+
+
+def write_rows(rows: list[dict], out: Path) -> None:
+    """Results as CSV: one row per run, the columns of every row (empty where a run has none)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -101,7 +102,6 @@ def test_spark_equals_duckdb_on_an_unseen_book_with_ties_missing_columns_and_shu
     `seats`; each engine gets the rows in a different order."""
     need_spark()
     import tempfile
-    from pathlib import Path
 
     from books import without
     from pipelines.validate import load_data_folder
@@ -191,8 +191,6 @@ def test_incremental_spark_runs_equal_a_duckdb_rebuild_and_compute_only_what_cha
     assert not (mirror / "metric_history").exists() and not (mirror / "_scratch").exists()
 
 
-
-
 @pytest.mark.slow
 def test_duckdb_and_spark_runs_take_turns_on_one_store(tmp_path):
     """The two engines share one store, each run on the rows the other computed:
@@ -257,7 +255,6 @@ def test_a_killed_spark_run_leaves_the_store_as_it_was(tmp_path):
     import subprocess
     import sys
     import time
-    from pathlib import Path
 
     hs = [sys.executable, "-m", "pipelines.cli"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
@@ -268,17 +265,17 @@ def test_a_killed_spark_run_leaves_the_store_as_it_was(tmp_path):
     data = write_book(_known(book, cutoff + pd.Timedelta(days=EVERY), {}), tmp_path / "after")
     store = tmp_path / "store.duckdb"
 
-    def features(data_dir: Path, store_path: Path, *extra: str, wait: float | None = None):
+    def features(data_dir: Path, store_path: Path, *extra: str, kill_after: float | None = None) -> None:
         command = [*hs, "features", "--data", str(data_dir), "--out", str(tmp_path / "h.parquet"),
                    "--store", str(store_path), *extra]
-        if wait is None:
+        if kill_after is None:
             done = subprocess.run(command, env=env, capture_output=True, text=True)
             assert done.returncode == 0, done.stderr[-3000:]
-            return None
+            return
         run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(wait)
+        time.sleep(kill_after)
         run.send_signal(signal.SIGKILL)
-        return run.wait()
+        run.wait()
 
     def history(store_path: Path) -> pd.DataFrame:
         with metric_store.opened(store_path, Config()) as kept:
@@ -295,7 +292,7 @@ def test_a_killed_spark_run_leaves_the_store_as_it_was(tmp_path):
     assert len(after) > len(before) > 10
     as_it_was = 0
     for share in (0.3, 0.55, 0.75, 0.9):
-        features(data, store, "--config", str(config), wait=share * took)
+        features(data, store, "--config", str(config), kill_after=share * took)
         # As it was, or as the whole run leaves it (killed after its commit): never between.
         kept = history(store)
         if kept.equals(before):
