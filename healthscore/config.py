@@ -87,6 +87,8 @@ class ModelConfig(BaseModel):
     calibration_days: int = Field(112, ge=7, description="Observations whose renewal outcome became known in these latest days are held out of the trees, to early-stop them and calibrate.")
     capacity: int = Field(25, ge=1, description="Accounts a CS team can work per week: precision and recall at this many.")
     monotone: bool = Field(True, description="Constrain LightGBM to the catalog's metric directions.")
+    blend: bool = Field(True, description="Blend the trees with the direction-bound logistic regression and the practitioners' scorecard (docs/model.md), so the model is not worse than its baselines; false: the trees alone.")
+    blend_weights: tuple[float, float, float] | None = Field((0.5, 0.25, 0.25), description="The blend's weights (trees, logistic, scorecard), summing to 1; null: choose them for each backtest fold on the folds before it, and for the production model on every fold.")
     seed: int = Field(7, description="Random seed of every model and of tuning.")
     gate_tolerance: float = Field(0.02, ge=0, le=0.2, description="Largest ROC-AUC loss against the champion, on the newest known outcomes, that still promotes.")
     gate_log_loss_tolerance: float = Field(0.01, ge=0, le=1, description="Largest log-loss rise against the champion, on the newest known outcomes, that still promotes.")

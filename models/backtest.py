@@ -25,7 +25,7 @@ import pandas as pd
 from healthscore.config import ModelConfig
 from models.churn_model import split_for_calibration
 from models.evaluation import scores
-from models.renewal import window_probability
+from models.renewal import TERM_LENGTH, window_probability
 
 
 @dataclass(frozen=True)
@@ -178,13 +178,19 @@ Fitter = Callable[[pd.DataFrame], dict[str, Callable[[pd.DataFrame], np.ndarray]
 
 def walk_forward(observations: pd.DataFrame, folds: list[Fold], fitters: dict[str, Fitter],
                  progress: Callable[[str], None] | None = None, horizon_days: int = 90,
-                 lead_days: int = 0, label: str = "fold") -> pd.DataFrame:
+                 lead_days: int = 0, label: str = "fold",
+                 position: tuple[int, int] | None = None) -> pd.DataFrame:
     """Predictions of every model on every fold's test rows.
 
+    ``position``: (number, total) to show in the progress messages, when the folds are
+    walked one call at a time. A risk function may carry a ``health_score`` attribute (a function of the same
+    rows): the product's 0-100 score, whose bands the backtest judges.
+
     Returns:
-        ``model``, ``fold``, ``account_id``, ``as_of_date``, ``renewal_date``, ``y`` and
-        ``p`` (churn in the horizon: outcome, probability) and ``y_renewal`` and
-        ``p_renewal`` (churn at the next renewal).
+        ``model``, ``fold``, ``account_id``, ``as_of_date``, ``renewal_date``,
+        ``term_days`` (the current term's length), ``y`` and ``p`` (churn in the
+        horizon: outcome, probability), ``y_renewal`` and ``p_renewal`` (churn at the
+        next renewal) and ``health_score`` (NaN for a model without one).
     """
     parts = []
     for count, (fold, train, test) in enumerate(iter_folds(observations, folds), start=1):
@@ -192,17 +198,23 @@ def walk_forward(observations: pd.DataFrame, folds: list[Fold], fitters: dict[st
             np.full(len(test), np.nan))
         known = test["label_known_at"].notna().to_numpy()
         y_renewal = np.where(known, test["churned"].to_numpy(dtype=float), np.nan)
+        term_days = (test[TERM_LENGTH].to_numpy(dtype=float, na_value=np.nan)
+                     if TERM_LENGTH in test else np.full(len(test), np.nan))
         for name, fitter in fitters.items():
             if progress:
-                progress(f"{label} {count}/{len(folds)}: {name}")
+                number, total = position or (count, len(folds))
+                progress(f"{label} {number}/{total}: {name}")
             for variant, risk in fitter(train).items():
+                health = getattr(risk, "health_score", None)
                 parts.append(pd.DataFrame({
                     "model": variant, "fold": fold.number,
                     "account_id": test["account_id"].to_numpy(),
                     "as_of_date": test["as_of_date"].to_numpy(),
                     "renewal_date": test["renewal_date"].to_numpy(),
+                    "term_days": term_days,
                     "y": y, "p": window_probability(risk, test, horizon_days, lead_days),
                     "y_renewal": y_renewal, "p_renewal": risk(test),
+                    "health_score": np.nan if health is None else health(test),
                 }))
     return pd.concat(parts, ignore_index=True)
 

@@ -23,8 +23,9 @@ from sklearn.preprocessing import StandardScaler
 
 from features.metric import Direction
 from models import tree_shap
-from models.health import HealthScale
-from models.renewal import CALENDAR, health_log_odds, window_probability
+from models.health import HealthScale, yearly_log_odds
+from models.scorecard import HandWeightedScorecard
+from models.renewal import CALENDAR, TERM_LENGTH, health_log_odds, split_calendar, window_probability
 
 KEYS = ["account_id", "as_of_date"]
 NOT_FEATURES = {*KEYS, "churned", "label_known_at", "segment", "renewal_date",
@@ -77,6 +78,80 @@ def _calendar_design(calendar: pd.DataFrame) -> np.ndarray:
     return np.log1p(np.clip(calendar.to_numpy(dtype=float, na_value=np.nan), 0, None))
 
 
+# A Platt slope below this says the calibration window contradicts the model's ranking
+# (a cohort whose outcomes all arrived at once): the window is not trusted with it.
+MIN_PLATT_SLOPE = 0.1
+
+
+def platt(log_odds: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Platt scaling (slope, intercept) of ``log_odds`` on ``y``; the identity (1, 0)
+    when the slope comes out below :data:`MIN_PLATT_SLOPE`.
+
+    >>> z = np.linspace(-3, 3, 200)
+    >>> platt(z, (np.sin(z * 7) > 0).astype(int))
+    (1.0, 0.0)
+    """
+    fit = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(log_odds).reshape(-1, 1), y)
+    slope = float(fit.coef_[0, 0])
+    return (slope, float(fit.intercept_[0])) if slope >= MIN_PLATT_SLOPE else (1.0, 0.0)
+
+
+class DirectedLogistic(ClassifierMixin, BaseEstimator):
+    """The logistic baseline with every metric's weight in its catalog direction.
+
+    A plain logistic regression can give a "healthier" metric a positive weight when it
+    moves with a stronger one; blended into the health score, more usage would then read
+    as riskier. Metrics whose weight points the wrong way are dropped and the model refit
+    until none does (the calendar and metrics without a direction are free).
+
+    Args:
+        directions: Metric -> catalog direction.
+        seed: Random seed.
+        C: Inverse regularisation strength.
+    """
+
+    def __init__(self, directions: dict | None = None, seed: int = 0, C: float = 0.05):
+        self.directions = directions
+        self.seed = seed
+        self.C = C
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> DirectedLogistic:
+        sign = {Direction.HEALTHIER: -1.0, Direction.RISKIER: 1.0}
+        want = {c: sign.get((self.directions or {}).get(c), 0.0) for c in X.columns}
+        keep = list(X.columns)
+        while True:
+            pipeline = logistic_baseline(self.seed, self.C).fit(X[keep], y)
+            coef = pipeline.named_steps["model"].coef_[0][:len(keep)]
+            wrong = {c for c, w in zip(keep, coef) if want[c] * w < 0}
+            if not wrong or len(wrong) == len(keep):
+                break
+            keep = [c for c in keep if c not in wrong]
+        self.features_, self.pipeline_ = keep, pipeline
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        return self.pipeline_.decision_function(X[self.features_])
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return self.pipeline_.predict_proba(X[self.features_])
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Each metric's exact part of :meth:`decision_function` (its standardised value
+        and missing-value flag times their weights), plus ``base`` (the intercept).
+        Columns: every column of ``X`` (0 for a dropped metric)."""
+        transformed = self.pipeline_[:-1].transform(X[self.features_])
+        model = self.pipeline_.named_steps["model"]
+        names = self.pipeline_.named_steps["impute"].get_feature_names_out(self.features_)
+        metric = pd.Index(names).str.replace(r"^missingindicator_", "", regex=True)
+        parts = pd.DataFrame(transformed * model.coef_[0], index=X.index).T.groupby(
+            metric.to_numpy(), sort=False).sum().T
+        out = pd.DataFrame(0.0, index=X.index, columns=list(X.columns))
+        out[list(parts.columns)] = parts.to_numpy()
+        out["base"] = float(model.intercept_[0])
+        return out
+
+
 class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
     """LightGBM with early stopping and out-of-time Platt calibration: the renewal risk.
 
@@ -99,8 +174,10 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
     def __init__(self, params: dict | None = None, directions: dict | None = None,
                  monotone: bool = True, calibration_days: int = 112, seed: int = 7,
                  score_reference: float = 70.0, score_points_to_double: float = 15.0,
-                 horizon_days: int = 90, lead_days: int = 0):
+                 horizon_days: int = 90, lead_days: int = 0,
+                 blend_weights: tuple[float, float, float] | None = None):
         self.params = params
+        self.blend_weights = blend_weights
         self.directions = directions
         self.monotone = monotone
         self.calibration_days = calibration_days
@@ -156,16 +233,87 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
             callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
         )
         margin = self.raw_log_odds(cal_X)
-        platt = LogisticRegression(C=1e6, max_iter=1000).fit(margin.reshape(-1, 1), y[held])
-        self.platt_a_ = float(platt.coef_[0, 0])
-        self.platt_b_ = float(platt.intercept_[0])
+        self.platt_a_, self.platt_b_ = platt(margin, y[held])
         self.isotonic_ = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(margin, y[held])
+        self._fit_blend(fit_X, y[~held], cal_X, y[held])
         self.classes_ = np.array([0, 1])
         self.n_calibration_ = int(held.sum())
-        # The health-score scale is part of the fitted model: anchored on the base churn
-        # rate of the rows it learned from.
-        self.scale_ = HealthScale(float(y.mean()), self.score_reference, self.score_points_to_double)
+        # The health-score scale is part of the fitted model: the score is the risk of
+        # churn within a year, and the typical account it learned from (the median of
+        # its renewal decisions) scores the reference.
+        self.per_year_ = True
+        self.scale_ = HealthScale(self._typical_yearly_risk(X), self.score_reference,
+                                  self.score_points_to_double)
         return self
+
+    def _fit_blend(self, fit_X: pd.DataFrame, fit_y: np.ndarray, cal_X: pd.DataFrame,
+                   cal_y: np.ndarray) -> None:
+        """The baselines the trees are blended with, when ``blend_weights`` gives them a
+        weight: the direction-bound logistic regression and the practitioners' scorecard.
+        Like the trees, they learn from the rows before the calibration window; the
+        blend of the three calibrated log-odds is then calibrated once more on the
+        window (Platt: a weighted mean of calibrated log-odds is under-confident). The
+        weights are chosen outside, on the backtest of earlier folds (:mod:`models.blend`)."""
+        weights = np.asarray(self.blend_weights if self.blend_weights is not None else (1.0, 0.0, 0.0),
+                             dtype=float)
+        if weights.shape != (3,) or (weights < 0).any() or not np.isclose(weights.sum(), 1.0):
+            raise ValueError(f"blend_weights must be three non-negative weights summing to 1, not {weights}")
+        self.blend_weights_ = weights
+        self.blend_platt_ = (1.0, 0.0)
+        self.blend_calendar_ = np.zeros(len(self.calendar_))
+        self.components_ = [
+            DirectedLogistic(self.directions, self.seed).fit(fit_X, fit_y) if weights[1] > 0 else None,
+            HandWeightedScorecard().fit(fit_X, fit_y) if weights[2] > 0 else None,
+        ]
+        if weights[0] < 1:
+            self._calibrate_blend(cal_X, cal_y)
+
+    def _calibrate_blend(self, cal_X: pd.DataFrame, cal_y: np.ndarray) -> None:
+        """Platt scaling of the blend on the calibration window, with the contract
+        calendar beside it: the scorecard does not know the term, so blending it in
+        pulls an annual renewal's risk towards a monthly one's; the calendar's terms
+        (log days to the renewal and log term length, as in the trees' offset) put
+        them back. Without a clear positive slope the window is not trusted
+        (:data:`MIN_PLATT_SLOPE`) and the blend stays as it is."""
+        z = self._blended(cal_X).reshape(-1, 1)
+        design = np.hstack([z, self._calendar_z(cal_X) - self.calendar_mean_]) if self.calendar_ else z
+        fit = LogisticRegression(C=1e6, max_iter=1000).fit(design, cal_y)
+        if fit.coef_[0, 0] >= MIN_PLATT_SLOPE:
+            self.blend_platt_ = (float(fit.coef_[0, 0]), float(fit.intercept_[0]))
+            self.blend_calendar_ = fit.coef_[0, 1:].astype(float)
+
+    def _calendar_shift(self, X: pd.DataFrame) -> np.ndarray:
+        """The blend calibration's calendar terms, per row and calendar metric."""
+        weights = getattr(self, "blend_calendar_", None)
+        if weights is None or not len(weights):
+            return np.zeros((len(X), 0))
+        return (self._calendar_z(X) - self.calendar_mean_) * weights
+
+    def _blended(self, X: pd.DataFrame) -> np.ndarray:
+        """The model's calibrated log-odds: the trees' (Platt), blended with the
+        baselines' when they have a weight."""
+        weights = getattr(self, "blend_weights_", np.array([1.0]))
+        out = weights[0] * (self.platt_a_ * self.raw_log_odds(X) + self.platt_b_) if weights[0] else 0.0
+        for component, w in zip(getattr(self, "components_", []), weights[1:]):
+            if component is not None and w:
+                out = out + w * component.decision_function(X[self.features_])
+        return np.broadcast_to(np.asarray(out, dtype=float), (len(X),)).copy()
+
+    def _typical_yearly_risk(self, X: pd.DataFrame, rows: int = 50_000) -> float:
+        """The median yearly churn risk of the training rows (account-weeks: each
+        account counts for the time it was observed, whatever its term), on a seeded
+        sample of at most ``rows`` rows.
+
+        Anchoring on the median rather than the mean keeps the scale's centre on a
+        typical account when a few accounts carry most of the risk (a mean anchor put the
+        median account of a high-churn book at 97 points).
+        """
+        picked = np.arange(len(X))
+        if len(X) > rows:
+            picked = np.sort(np.random.default_rng(self.seed).choice(len(X), rows, replace=False))
+        odds = self.health_log_odds(X.iloc[picked])
+        median = float(np.nanmedian(odds))
+        return float(np.clip(1 / (1 + np.exp(-median)), 1e-4, 1 - 1e-4))
 
     def _calendar_z(self, X: pd.DataFrame) -> np.ndarray:
         Z = _calendar_design(X[self.calendar_])
@@ -183,12 +331,17 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
                                      num_iteration=self.booster_.best_iteration_) + self._offset(X)
 
     def log_odds(self, X: pd.DataFrame) -> np.ndarray:
-        """Calibrated log-odds of churn (Platt)."""
-        return self.platt_a_ * self.raw_log_odds(X) + self.platt_b_
+        """Calibrated log-odds of churn (the trees', blended with the baselines')."""
+        a, b = getattr(self, "blend_platt_", (1.0, 0.0))
+        return a * self._blended(X) + b + self._calendar_shift(X).sum(axis=1)
 
     def predict_proba(self, X: pd.DataFrame, calibration: str = "platt") -> np.ndarray:
+        """Churn at the next renewal: ``platt`` (the model), ``isotonic`` (the trees alone,
+        isotonic) or ``trees`` (the trees alone, Platt)."""
         if calibration == "isotonic":
             p = self.isotonic_.predict(self.raw_log_odds(X))
+        elif calibration == "trees":
+            p = 1 / (1 + np.exp(-(self.platt_a_ * self.raw_log_odds(X) + self.platt_b_)))
         else:
             p = 1 / (1 + np.exp(-self.log_odds(X)))
         return np.column_stack([1 - p, p])
@@ -201,9 +354,41 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
         return self.predict_proba(X)[:, 1]
 
     def health_score(self, X: pd.DataFrame) -> np.ndarray:
-        """The 0-100 health score: the renewal risk without the distance to the renewal
-        (:func:`models.renewal.health_log_odds`), on the model's points scale."""
-        return self.scale_.score(health_log_odds(self.contributions(X)))
+        """The 0-100 health score: the risk of churn within a year (the renewal risk
+        without the distance to the renewal, :func:`models.renewal.health_log_odds`,
+        over the account's renewals in a year, :func:`models.health.yearly_log_odds`),
+        on the model's points scale."""
+        return self.scale_.score(self.health_log_odds(X))
+
+    def health_log_odds(self, X: pd.DataFrame, contributions: pd.DataFrame | None = None) -> np.ndarray:
+        """The log-odds the health score is a scale of: churn within a year, whatever the
+        distance to the renewal (models fitted before the score was per year: per
+        renewal)."""
+        renewal = health_log_odds(self.contributions(X) if contributions is None else contributions)
+        return yearly_log_odds(renewal, self.term_days(X)) if getattr(self, "per_year_", False) else renewal
+
+    def health_breakdown(self, X: pd.DataFrame, contributions: pd.DataFrame | None = None
+                         ) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+        """The health score, each metric's points and the reference score, per row.
+
+        The points are the metrics about the customer (the calendar is left out:
+        :func:`models.renewal.split_calendar`); they add up to the score minus the
+        reference score, the score of the model's average account with this account's
+        term length.
+        """
+        contributions = self.contributions(X) if contributions is None else contributions
+        about_customer, start = split_calendar(contributions)
+        term = self.term_days(X)
+        points = self.scale_.points(about_customer, health_log_odds(contributions), start, term)
+        reference = self.scale_.score(start if term is None else yearly_log_odds(start, term))
+        return self.scale_.score(self.health_log_odds(X, contributions)), points, reference
+
+    def term_days(self, X: pd.DataFrame) -> np.ndarray | None:
+        """Each row's term length in days (None for a model that scores per renewal)."""
+        if not getattr(self, "per_year_", False):
+            return None
+        return (X[TERM_LENGTH].to_numpy(dtype=float, na_value=np.nan) if TERM_LENGTH in X.columns
+                else np.full(len(X), np.nan))
 
     def churn_probability(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated P(churn in (D + lead, D + lead + horizon]), from the renewal risk of
@@ -221,7 +406,8 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
         values = X[self.features_].to_numpy(dtype=np.float64, na_value=np.nan)
         raw = tree_shap.contributions(self.booster_.booster_, values,
                                       self.booster_.best_iteration_)
-        out = pd.DataFrame(raw[:, :-1] * self.platt_a_, columns=self.features_, index=X.index)
+        weights = getattr(self, "blend_weights_", np.array([1.0]))
+        out = pd.DataFrame(raw[:, :-1], columns=self.features_, index=X.index)
         base = raw[:, -1]
         if getattr(self, "offset_", None) is not None:
             # The offset is linear in the calendar design: each calendar metric's part,
@@ -229,7 +415,19 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
             w = self.offset_.coef_[0]
             parts = (self._calendar_z(X) - self.calendar_mean_) * w
             for j, name in enumerate(self.calendar_):
-                out[name] += parts[:, j] * self.platt_a_
+                out[name] += parts[:, j]
             base = base + self.offset_.intercept_[0] + float(self.calendar_mean_ @ w)
-        out["base"] = base * self.platt_a_ + self.platt_b_
+        out = out * (self.platt_a_ * weights[0])
+        base = (base * self.platt_a_ + self.platt_b_) * weights[0]
+        # Blended baselines are linear: their exact parts add in with their weights.
+        for component, w in zip(getattr(self, "components_", []), weights[1:]):
+            if component is not None and w:
+                parts = component.contributions(X[self.features_])
+                out += w * parts[self.features_].to_numpy()
+                base = base + w * parts["base"].to_numpy()
+        a, b = getattr(self, "blend_platt_", (1.0, 0.0))
+        out = out * a
+        for j, part in enumerate(self._calendar_shift(X).T):
+            out[self.calendar_[j]] += part
+        out["base"] = a * base + b
         return out

@@ -95,6 +95,20 @@ def periods(as_of) -> list[Period]:
     return out
 
 
+YEAR_AHEAD = "Next 12 months"
+
+
+def outlook_periods(as_of) -> list[Period]:
+    """:func:`periods` and the next 12 months (the report's headline: the ARR a book
+    can expect to lose in a year, whatever its terms).
+
+    >>> outlook_periods("2026-09-30")[-1]
+    ('Next 12 months', 0, 365)
+    """
+    as_of = _day(as_of)
+    return [*periods(as_of), (YEAR_AHEAD, 0, (as_of + pd.DateOffset(years=1) - as_of).days)]
+
+
 def upcoming_renewals(frame: pd.DataFrame, as_of, until) -> pd.DataFrame:
     """The renewal dates of each account in ``(as_of, until]``, ready for risks.
 
@@ -354,7 +368,7 @@ def _period_row(stake: pd.DataFrame, period: Period, level: float) -> dict:
 
 
 def forecast(schedule: pd.DataFrame, as_of, level: float = 0.8) -> pd.DataFrame:
-    """ARR up for renewal and ARR likely lost in each of :func:`periods` (as_of).
+    """ARR up for renewal and ARR likely lost in each of :func:`outlook_periods` (as_of).
 
     Args:
         schedule: The renewal schedule (module docstring); rows on or before ``as_of`` are
@@ -371,17 +385,18 @@ def forecast(schedule: pd.DataFrame, as_of, level: float = 0.8) -> pd.DataFrame:
     >>> schedule = pd.DataFrame({"account_id": ["a", "a", "b"], "sequence": [0, 1, 0],
     ...     "renewal_date": pd.to_datetime(["2026-10-05", "2026-11-05", "2026-10-20"]),
     ...     "arr": [1200.0, 1200.0, 10000.0], "renewal_risk": [0.5, 0.5, 0.3]})
-    >>> forecast(schedule, "2026-09-30")[["period", "accounts", "arr_up_for_renewal",
-    ...                                   "expected_arr_lost", "low", "high"]]
-         period  accounts  arr_up_for_renewal  expected_arr_lost  low     high
-    0  Oct 2026         2             11200.0             3600.0  0.0  11200.0
-    1  Nov 2026         1              1200.0              300.0  0.0   1200.0
-    2  Dec 2026         0                 0.0                0.0  0.0      0.0
-    3   Q4 2026         2             11200.0             3900.0  0.0  11200.0
+    >>> print(forecast(schedule, "2026-09-30")[["period", "accounts", "arr_up_for_renewal",
+    ...                                         "expected_arr_lost", "high"]].to_string(index=False))
+            period  accounts  arr_up_for_renewal  expected_arr_lost    high
+          Oct 2026         2             11200.0             3600.0 11200.0
+          Nov 2026         1              1200.0              300.0  1200.0
+          Dec 2026         0                 0.0                0.0     0.0
+           Q4 2026         2             11200.0             3900.0 11200.0
+    Next 12 months         2             11200.0             3900.0 11200.0
     """
     as_of = _day(as_of)
     stake = _at_stake(schedule, as_of)
-    rows = [_period_row(stake, period, level) for period in periods(as_of)]
+    rows = [_period_row(stake, period, level) for period in outlook_periods(as_of)]
     return pd.DataFrame(rows, columns=list(FORECAST_COLUMNS))
 
 
@@ -410,7 +425,7 @@ def top_accounts(schedule: pd.DataFrame, as_of, period: str | Period, n: int = 1
     """
     as_of = _day(as_of)
     if isinstance(period, str):
-        known = {p[0]: p for p in periods(as_of)}
+        known = {p[0]: p for p in outlook_periods(as_of)}
         if period not in known:
             raise ValueError(f"no period {period!r} as of {as_of.date()}; there are {list(known)}")
         period = known[period]
@@ -527,8 +542,8 @@ def schedule_with_risk(metric_rows: pd.DataFrame, risk, as_of, until) -> pd.Data
 
 
 def forecast_horizon(as_of) -> pd.Timestamp:
-    """The last day :func:`periods` reaches from ``as_of`` (the schedule's ``until``)."""
-    return _day(as_of) + pd.Timedelta(days=max(end for _, _, end in periods(as_of)))
+    """The last day :func:`outlook_periods` reaches from ``as_of`` (the schedule's ``until``)."""
+    return _day(as_of) + pd.Timedelta(days=max(end for _, _, end in outlook_periods(as_of)))
 
 
 def walk_forward_backtest(predictions: pd.DataFrame, observations: pd.DataFrame,

@@ -1,18 +1,24 @@
 """From calibrated churn odds to a 0-100 health score, bands and drivers in points.
 
-The score is a "points to double the odds" scale anchored on the portfolio's base churn
-rate: an account at the base rate scores ``reference`` (70); every doubling of its churn
-odds costs ``points_to_double`` (15) points, every halving earns them. So
+The score is a scale of the risk of churn **within a year** (:func:`yearly_log_odds`):
+a monthly renewal is churned far less often than an annual one but comes twelve times a
+year, so only a yearly risk means the same for every account whatever its term.
 
-    linear score = reference - k * (log-odds - logit(base rate)),  k = points / ln 2
+The scale is "points to double the odds", anchored on the typical account the model
+learned from (the median yearly risk of its training rows): that account scores
+``reference`` (70); every doubling of the yearly churn odds costs ``points_to_double``
+(15) points, every halving earns them. So
 
-and a metric's SHAP contribution c (calibrated log-odds) is worth exactly -k * c points.
+    linear score = reference - k * (log-odds - logit(anchor rate)),  k = points / ln 2
+
+and a metric's SHAP contribution c (calibrated log-odds) is worth about -k * c points.
 SHAP contributions start from the model's expected log-odds (its average account), so
-an account's drivers add up to its score minus the score of that average account: the
-portfolio's reference score, reported with every score. Near the ends the
-score is compressed smoothly into (0, 100) (below 10 and above 90 points every further
-point counts less, hyperbolically), so it stays strictly monotone in the probability; there the drivers
-are scaled by the same compression, so they still add up to the displayed gap.
+an account's drivers add up to its score minus the score of that average account with
+the account's own term: its reference score, reported with every score. The yearly
+transform and the compression near the ends (below 10 and above 90 points every further
+point counts less, hyperbolically, so the score stays strictly monotone in the
+probability) bend the line; the drivers are scaled by the same bend, so they still add
+up to the displayed gap.
 """
 
 from __future__ import annotations
@@ -24,11 +30,45 @@ import numpy as np
 import pandas as pd
 
 EDGE = 10.0  # width of the compressed zone at each end of the scale
+YEAR_DAYS = 365.25
+
+
+def renewals_per_year(term_days) -> np.ndarray:
+    """How many renewals a year a term of ``term_days`` days has (1 when unknown).
+
+    >>> renewals_per_year([30.4375, 365.25, 730.5, np.nan]).round(2).tolist()
+    [12.0, 1.0, 0.5, 1.0]
+    """
+    days = np.asarray(term_days, dtype=float)
+    return np.where(np.isfinite(days) & (days > 0), YEAR_DAYS / np.where(days > 0, days, 1.0), 1.0)
+
+
+def yearly_log_odds(renewal_log_odds, term_days) -> np.ndarray:
+    """The log-odds of churn within a year for an account whose every renewal in that
+    year carries the risk ``sigmoid(renewal_log_odds)``: ``1 - (1 - r) ** n`` with ``n``
+    renewals a year (12 for a monthly term, 1 for an annual one, 0.5 for two years).
+
+    This is what makes a score mean the same for every account: a monthly renewal is
+    churned far less often than an annual one, but twelve times a year. Computed in
+    log space, so it stays exact for tiny and huge risks.
+
+    >>> r = np.log(0.02 / 0.98)
+    >>> p = 1 / (1 + np.exp(-yearly_log_odds([r, r], [365.25, 30.4375])))
+    >>> p.round(4).tolist()
+    [0.02, 0.2153]
+    """
+    h = np.asarray(renewal_log_odds, dtype=float)
+    n = renewals_per_year(term_days)
+    log_survive = -n * np.logaddexp(0.0, h)  # n * log(1 - r)
+    # logit(1 - s) = log(1 - s) - log(s), with log(1 - s) = log(-expm1(log s)).
+    with np.errstate(divide="ignore"):
+        return np.log(-np.expm1(log_survive)) - log_survive
 
 
 @dataclass(frozen=True)
 class HealthScale:
-    """The mapping from churn log-odds to points; fitted with the model (its base rate)."""
+    """The mapping from churn log-odds to points; fitted with the model (``base_rate``:
+    the anchor's yearly risk, which scores ``reference``)."""
 
     base_rate: float
     reference: float = 70.0
@@ -57,19 +97,23 @@ class HealthScale:
         return _compress(self.linear(log_odds))
 
     def points(self, contributions: pd.DataFrame, log_odds: np.ndarray,
-               base: float | np.ndarray) -> pd.DataFrame:
-        """Per-metric contributions (calibrated log-odds) as score points.
+               base: float | np.ndarray, term_days=None) -> pd.DataFrame:
+        """Per-metric contributions (calibrated renewal log-odds) as score points.
 
         ``base`` is where the contributions start: the model's log-odds for the average
         account, or per row that plus what is not shown as a driver (the contract
         calendar). Its score is the row's reference score, and each row's points sum to
-        its score minus that reference (to float precision).
+        its score minus that reference (to float precision). With ``term_days``, both
+        are scored per year (:func:`yearly_log_odds`), as the health score is; the
+        points keep their proportions and add up to the displayed gap.
         """
-        linear = self.linear(log_odds)
-        reference = self.linear(np.broadcast_to(np.asarray(base, dtype=float), linear.shape))
+        log_odds = np.asarray(log_odds, dtype=float)
+        base = np.broadcast_to(np.asarray(base, dtype=float), log_odds.shape)
         raw = -self.k * contributions
-        gap_linear = linear - reference
-        gap_shown = _compress(linear) - _compress(reference)
+        gap_linear = self.linear(log_odds) - self.linear(base)
+        if term_days is not None:
+            log_odds, base = yearly_log_odds(log_odds, term_days), yearly_log_odds(base, term_days)
+        gap_shown = self.score(log_odds) - self.score(base)
         with np.errstate(divide="ignore", invalid="ignore"):
             factor = np.where(np.abs(gap_linear) > 1e-12, gap_shown / gap_linear, 1.0)
         return raw.mul(factor, axis=0)

@@ -150,7 +150,8 @@ def label_all(metric_history: pd.DataFrame, subscriptions: pd.DataFrame, as_of: 
     observation's current term (what the model learns; ``label_known_at`` is NaT while
     it is unknown by ``as_of``), from :func:`label_renewals`. ``churned_window``: churn
     in (D + lead, D + lead + horizon] (what the churn probability is measured on; NaN
-    while unknown by ``as_of``), from :func:`label_observations`.
+    while unknown by ``as_of``), from :func:`label_observations`, and
+    ``window_known_at``, the day it is (or will be) known.
     """
     day = pd.Timestamp(as_of)
     observations = label_renewals(metric_history, subscriptions,
@@ -162,6 +163,7 @@ def label_all(metric_history: pd.DataFrame, subscriptions: pd.DataFrame, as_of: 
                                 horizon_days, lead_days, grace_days)
     observations["churned_window"] = window["churned"].astype(float).where(
         window["label_known_at"] <= day).to_numpy()
+    observations["window_known_at"] = window["label_known_at"].to_numpy()
     return observations
 
 

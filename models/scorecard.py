@@ -95,6 +95,39 @@ class HandWeightedScorecard(ClassifierMixin, BaseEstimator):
         weights = pd.Series({n: w for n, (w, _) in self.categories_.items()})
         return (categories[weights.index].to_numpy() @ (weights / weights.sum()).to_numpy()) * 10
 
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """The churn log-odds of the probability link."""
+        return self.link_.decision_function(self.health_score(X).reshape(-1, 1))
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Each metric's exact part of :meth:`decision_function`, plus ``base``.
+
+        The link is linear in the score and the score in the category scores, and a
+        category is the mean of its known metrics' scores (a neutral 5 when none is
+        known). So, measured from a scorecard of neutral 5s (``base``), metric m of
+        category c is worth ``slope * 10 * weight_c * (score_m - 5) / known_c``.
+        Columns: every column of ``X`` (0 where the scorecard does not use it).
+        """
+        card = self.categories_
+        total = sum(w for w, _ in card.values())
+        slope = float(self.link_.coef_[0, 0])
+        out = pd.DataFrame(0.0, index=X.index, columns=list(X.columns))
+        for _, (weight, metrics) in card.items():
+            parts = {}
+            for metric, direction in metrics:
+                ref = self.quantiles_[metric]
+                values = X[metric].to_numpy(dtype=float)
+                pct = np.searchsorted(ref, values, side="right") / len(ref)
+                parts[metric] = np.where(np.isnan(values), np.nan,
+                                         10 * (pct if direction == Direction.HEALTHIER else 1 - pct))
+            if not parts:
+                continue
+            known = np.maximum(sum((~np.isnan(v)).astype(float) for v in parts.values()), 1.0)
+            for metric, score in parts.items():
+                out[metric] += slope * 10 * (weight / total) * np.nan_to_num(score - 5.0) / known
+        out["base"] = float(self.link_.intercept_[0]) + slope * 50.0
+        return out
+
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         return self.link_.predict_proba(self.health_score(X).reshape(-1, 1))
 

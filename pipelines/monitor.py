@@ -195,7 +195,7 @@ def run(data_dir, as_of: dt.date | None, config: Config, out: Path,
     wrapped, version = registry.load(uri)
     model = wrapped.model
     X = history.reindex(columns=model.features_)
-    health = model.scale_.score(model.log_odds(X))
+    health = model.health_score(X) if hasattr(model, "renewal_risk") else model.scale_.score(model.log_odds(X))
     young = (history["tenure_days_current"] < config.score.min_tenure_days).to_numpy()
     health = np.where(young, np.nan, health)
     with metric_store.opened(store, config, progress) as kept:

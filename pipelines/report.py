@@ -27,7 +27,8 @@ from features.catalog import catalog
 from healthscore.config import Config
 from healthscore.errors import HealthscoreError
 from models.evaluation import reliability
-from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
+from models import band_churn
+from models.health import BAND_ORDER, INSUFFICIENT
 from models.monitoring import source_recency
 from pipelines import registry
 from pipelines import store as metric_store
@@ -42,7 +43,8 @@ CARD_METRICS = ("active_users_count_30d", "active_days_count_30d", "events_count
                 "renewal_days_to_next")
 CARD_WEEKS = 26
 # Models shown in the backtest section, in this order, with the names people know.
-BACKTEST_MODELS = {"lightgbm": "LightGBM (learned weights)", "logistic": "Logistic baseline",
+BACKTEST_MODELS = {"lightgbm": "The model (LightGBM, blended with the baselines when they help)",
+                   "lightgbm_trees": "LightGBM alone", "logistic": "Logistic baseline",
                    "scorecard": "Hand-weighted scorecard"}
 
 
@@ -162,7 +164,8 @@ def _backtest(name: str | None, version: str, model, config: Config) -> dict:
                  if (folder / "backtest_early_warning.csv").is_file() else pd.DataFrame())
         forecast_check = (pd.read_csv(folder / "forecast_backtest.csv", parse_dates=["month", "forecast_as_of"])
                           if (folder / "forecast_backtest.csv").is_file() else pd.DataFrame())
-    everything = predictions
+        band_table = (pd.read_csv(folder / "backtest_bands.csv", keep_default_na=False,
+                                  na_values=[""]) if (folder / "backtest_bands.csv").is_file() else None)
     if "fold" in predictions:  # the reported folds' rows whose horizon outcome is known
         predictions = predictions.loc[(predictions["fold"] >= 1) & predictions["y"].notna()]
     rows, curves, lift = [], {}, {}
@@ -178,22 +181,12 @@ def _backtest(name: str | None, version: str, model, config: Config) -> dict:
         curve = reliability(part["y"].to_numpy(), part["p"].to_numpy())
         curves[label] = curve[["predicted", "observed"]].to_dict("list")
         lift[label] = _capture_curve(part["y"].to_numpy(), part["p"].to_numpy())
-    # Observed churn at the next renewal per band of the model's own scale, in the backtest.
-    ours = everything.loc[(everything["model"] == "lightgbm") & everything.get(
-        "y_renewal", everything["y"]).notna()]
-    if "fold" in ours:
-        ours = ours.loc[ours["fold"] >= 1]
-    risk, outcome = ((ours["p_renewal"], ours["y_renewal"]) if "p_renewal" in ours
-                     else (ours["p"], ours["y"]))
-    p = risk.clip(1e-9, 1 - 1e-9).to_numpy()
-    health = model.scale_.score(np.log(p / (1 - p)))
-    bands = assign_bands(health, "fixed")
-    table = (pd.DataFrame({"band": bands, "y": outcome.to_numpy()}).groupby("band")["y"]
-             .agg(["size", "mean"]).reindex(BAND_ORDER["fixed"]))
-    band_rows = [{"band": b, "observations": int(n) if pd.notna(n) else 0, "churn_rate": m}
-                 for b, (n, m) in table.iterrows()]
+    # Churn per account-year by band of the product's score, pooled, per term and per
+    # segment (trained before the score was per year: no such table).
+    band_rows = (json_ready(band_table.to_dict("records")) if band_table is not None else [])
+    problems = band_churn.ranking_problems(band_table) if band_table is not None else []
     return {"available": True, "backtested": True, "models": rows, "reliability": curves, "lift": lift,
-            "bands": band_rows, "horizon_days": config.model.horizon_days,
+            "bands": band_rows, "band_problems": problems, "horizon_days": config.model.horizon_days,
             "weights": weights.to_dict("records"), "capacity": config.model.capacity,
             "early_warning": _early_warning_rows(early),
             "forecast_check": forecast_check.to_dict("records")}

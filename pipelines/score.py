@@ -26,7 +26,7 @@ from healthscore.errors import HealthscoreError
 from models.drivers import top_drivers
 from models.health import BAND_ORDER, INSUFFICIENT, assign_bands
 from models import forecast as renewal_forecast
-from models.renewal import DAYS_TO_RENEWAL, health_log_odds, split_calendar
+from models.renewal import DAYS_TO_RENEWAL
 from models.trends import account_trends
 from pipelines import history, monitor, registry
 from pipelines import store as metric_store
@@ -136,16 +136,13 @@ def score(data_dir, as_of: dt.date | None, config: Config, out: Path,
     lap("metrics")
     renewal_risk = model.renewal_risk(X)
     probability = model.churn_probability(X)
-    scale = model.scale_
     lap("prediction")
     contributions = model.contributions(X)
     lap("explanation")
-    # The health score: the renewal risk without the distance to the renewal; drivers:
-    # what is about the customer, from the account's starting point (its term length).
-    log_odds = health_log_odds(contributions)
-    health = scale.score(log_odds)
-    about_customer, start = split_calendar(contributions)
-    points = scale.points(about_customer, log_odds, start)
+    # The health score (the risk of churn within a year, whatever the distance to the
+    # renewal), the points of each metric about the customer, and the account's
+    # starting point (its term length).
+    health, points, reference = model.health_breakdown(X, contributions)
     enough = (today["tenure_days_current"] >= s.min_tenure_days).to_numpy()
     if not enough.any():
         oldest = int(today["tenure_days_current"].max())
@@ -176,7 +173,7 @@ def score(data_dir, as_of: dt.date | None, config: Config, out: Path,
         "top_strengths": [" | ".join(st) for st in strengths],
         "model_version": version, "horizon_days": horizon,
         "scored_by": f"healthscore {provenance()['healthscore']}",
-        "reference_score": np.round(scale.score(start), 2),
+        "reference_score": np.round(reference, 2),
     })
     by_group = by_group.round(2)
     by_group.loc[~enough] = np.nan
@@ -211,15 +208,15 @@ def score(data_dir, as_of: dt.date | None, config: Config, out: Path,
 
 def renewal_forecast_of(today: pd.DataFrame, model, day: pd.Timestamp, names: pd.Series,
                         top: int = 10) -> dict:
-    """The renewal forecast as of ``day``: per period (the next three months and the next
-    quarter) ARR up for renewal, expected ARR lost with its 80% interval, and the
+    """The renewal forecast as of ``day``: per period (the next three months, the next
+    quarter and the next 12 months) ARR up for renewal, expected ARR lost with its 80% interval, and the
     accounts that carry most of it (:mod:`models.forecast`)."""
     schedule = renewal_forecast.schedule_with_risk(
         today, lambda rows: model.renewal_risk(rows[model.features_]), day,
         renewal_forecast.forecast_horizon(day))
     table = renewal_forecast.forecast(schedule, day)
     carriers = {}
-    for period in renewal_forecast.periods(day):
+    for period in renewal_forecast.outlook_periods(day):
         accounts = renewal_forecast.top_accounts(schedule, day, period, top)
         accounts.insert(1, "account_name", accounts["account_id"].map(names).to_numpy())
         carriers[period[0]] = accounts

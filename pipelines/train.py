@@ -22,13 +22,14 @@ import pandas as pd
 from features.catalog import catalog
 from healthscore.config import Config
 from healthscore.errors import HealthscoreError
+from models import band_churn
 from models.backtest import final_calibration_days, plan_backtest
 from models.forecast import backtest_summary as forecast_summary
 from models.forecast import walk_forward_backtest
 from models.gate import compare, gate_window
 from models.churn_model import TooLittleHistory
 from models.observations import label_all
-from models.training import backtest, fit_final
+from models.training import backtest, blend_weights, fit_final
 from pipelines import plots, registry
 from pipelines.io import redact
 from pipelines.features import load_book
@@ -135,7 +136,8 @@ def model_spec(config: Config) -> dict:
     m = config.model
     return {"lightgbm": dict(sorted(m.lightgbm.items())), "monotone": m.monotone,
             "calibration_days": m.calibration_days, "horizon_days": m.horizon_days,
-            "lead_days": m.lead_days, "seed": m.seed}
+            "lead_days": m.lead_days, "seed": m.seed, "blend": m.blend,
+            "blend_weights": None if m.blend_weights is None else list(m.blend_weights)}
 
 
 def train(data_dir: Path, as_of: dt.date | None, config: Config,
@@ -177,7 +179,7 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
         progress("fitting the final model on every observation known by the as-of date")
         final, _, weights, latest = fit_final(
             known, m, metric_catalog, (config.score.reference, config.score.points_to_double),
-            current=data.current)
+            current=data.current, weights=blend_weights(summary))
     except TooLittleHistory as exc:
         raise HealthscoreError(
             f"training as of {as_of}: {exc}. Use more accounts or a longer history, or "
@@ -201,6 +203,7 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
             "grace_days": config.grace_days, "observations": len(known),
             "features": len(features), "best_iteration": final.booster_.best_iteration_,
             "platt_a": round(final.platt_a_, 6), "platt_b": round(final.platt_b_, 6),
+            **{f"blend_{p}": w for p, w in zip(("trees", "logistic", "scorecard"), final.blend_weights_)},
             **{f"lgbm_{k}": v for k, v in m.lightgbm.items()},
         })
         mlflow.log_text("\n".join(data.not_built) or "every catalog metric was built",
@@ -306,6 +309,10 @@ def _log_backtest(summary: dict[str, pd.DataFrame], forecast_check: pd.DataFrame
     if forecast_check is not None and len(forecast_check):
         check = forecast_summary(forecast_check)
         metrics.update({f"forecast_backtest.{k}": float(v) for k, v in check.items()})
+    if "bands" in summary:
+        metrics.update(band_churn.mlflow_metrics(summary["bands"]))
+        problems = band_churn.ranking_problems(summary["bands"])
+        mlflow.set_tag("bands_rank_churn", "yes" if not problems else "no: " + "; ".join(problems))
     mlflow.log_metrics(metrics)
     for row in summary["folds"].to_dict("records"):
         step = int(row["fold"])

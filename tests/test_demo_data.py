@@ -155,7 +155,13 @@ def test_make_demo_path_end_to_end(tmp_path):
     payload = payload_of(report.read_text(encoding="utf-8"))
     assert payload["meta"]["runs"] == 4 and payload["backtest"]["available"]
     assert {m["model"] for m in payload["backtest"]["models"]} >= {
-        "LightGBM (learned weights)", "Hand-weighted scorecard", "Logistic baseline"}
+        "The model (LightGBM, blended with the baselines when they help)", "Hand-weighted scorecard",
+        "Logistic baseline"}
+    # The bands' churn per account-year, pooled and per term, and the year's expected loss.
+    views = {(b["view"], b["group"]) for b in payload["backtest"]["bands"]}
+    assert ("pooled", "all") in views and ("term", "monthly") in views and ("term", "annual") in views
+    year = [p for p in payload["forecast"]["periods"] if p["period"] == "Next 12 months"]
+    assert len(year) == 1 and 0 < year[0]["expected_arr_lost"] < 0.5 * payload["kpis"]["arr"]
     check_in_browser(report, "demo-report", hostile=False)  # no demo account has that name
 
 

@@ -85,8 +85,9 @@ def test_an_accounts_later_renewals_need_it_to_survive_the_earlier_ones():
     table = by_period(forecast(schedule([("m", 0, "2026-10-10", 1000.0, 0.5),
                                          ("m", 1, "2026-11-10", 1000.0, 0.2),
                                          ("m", 2, "2026-12-10", 1000.0, 0.1)]), AS_OF))
-    assert table["expected_accounts_lost"].tolist() == pytest.approx([0.5, 0.1, 0.04, 0.64])
-    assert table["expected_arr_lost"].tolist() == pytest.approx([500.0, 100.0, 40.0, 640.0])
+    # The next 12 months hold the same three renewals: 0.64 too.
+    assert table["expected_accounts_lost"].tolist() == pytest.approx([0.5, 0.1, 0.04, 0.64, 0.64])
+    assert table["expected_arr_lost"].tolist() == pytest.approx([500.0, 100.0, 40.0, 640.0, 640.0])
 
 
 def test_an_account_is_lost_at_most_once_in_a_quarter():
@@ -99,12 +100,24 @@ def test_an_account_is_lost_at_most_once_in_a_quarter():
     assert (q4["low"], q4["high"]) == (0.0, 1200.0)
 
 
+def test_the_next_12_months_hold_a_monthly_accounts_twelve_renewals_and_no_thirteenth():
+    # Renewals on the 5th of every month from Oct 2026: twelve by 2027-09-30, the
+    # thirteenth (2027-10-05) is after the year. Each at risk 0.1: lost 1 - 0.9**12.
+    rows = [("m", k, (pd.Timestamp("2026-10-05") + pd.DateOffset(months=k)).date().isoformat(),
+             1200.0, 0.1) for k in range(13)]
+    year = by_period(forecast(schedule(rows), AS_OF)).loc["Next 12 months"]
+    assert (year["start"], year["end"]) == (0, 365)
+    assert year["expected_accounts_lost"] == pytest.approx(1 - 0.9 ** 12)
+    assert year["expected_arr_lost"] == pytest.approx(1200.0 * (1 - 0.9 ** 12))
+    assert (year["low"], year["high"]) == (0.0, 1200.0)
+
+
 def test_arr_counts_once_per_period_however_often_an_account_renews():
     rows = [("m", k, f"2026-{10 + k}-05", 1200.0, 0.1) for k in range(3)]
     rows.append(("y", 0, "2026-11-20", 50000.0, 0.1))
     table = by_period(forecast(schedule(rows), AS_OF))
-    assert table["arr_up_for_renewal"].tolist() == [1200.0, 51200.0, 1200.0, 51200.0]
-    assert table["accounts"].tolist() == [1, 2, 1, 2]
+    assert table["arr_up_for_renewal"].tolist() == [1200.0, 51200.0, 1200.0, 51200.0, 51200.0]
+    assert table["accounts"].tolist() == [1, 2, 1, 2, 2]
 
 
 def test_a_period_without_renewals_is_zero_with_an_interval_of_zero():
@@ -114,7 +127,7 @@ def test_a_period_without_renewals_is_zero_with_an_interval_of_zero():
         assert (row["accounts"], row["arr_up_for_renewal"], row["expected_arr_lost"], row["low"],
                 row["high"], row["expected_accounts_lost"]) == (0, 0.0, 0.0, 0.0, 0.0, 0.0)
     empty = forecast(schedule([]), AS_OF)
-    assert len(empty) == 4 and (empty[["accounts", "arr_up_for_renewal", "low", "high"]] == 0).all().all()
+    assert len(empty) == 5 and (empty[["accounts", "arr_up_for_renewal", "low", "high"]] == 0).all().all()
 
 
 def test_period_boundaries_a_renewal_on_the_end_belongs_one_on_as_of_does_not():
@@ -123,7 +136,7 @@ def test_period_boundaries_a_renewal_on_the_end_belongs_one_on_as_of_does_not():
             ("end", 0, "2026-12-31", 3000.0, 0.5),        # the quarter's last day
             ("after", 0, "2027-01-01", 9000.0, 0.5)]      # after the quarter
     table = by_period(forecast(schedule(rows), AS_OF))
-    assert table["arr_up_for_renewal"].tolist() == [7000.0, 0.0, 3000.0, 10000.0]
+    assert table["arr_up_for_renewal"].tolist() == [7000.0, 0.0, 3000.0, 10000.0, 19000.0]
     # 0.5, not 0.1 * 0.5: the renewal on as_of does not count as one it had to survive.
     assert table.loc["Oct 2026", "expected_arr_lost"] == pytest.approx(3500.0)
     assert table.loc["Q4 2026", "expected_arr_lost"] == pytest.approx(5000.0)

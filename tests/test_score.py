@@ -71,7 +71,8 @@ def model_view(setup):
     return wrapped.model, today
 
 
-def test_score_is_the_renewal_risk_without_the_distance_to_the_renewal(scored, model_view):
+def test_score_is_the_yearly_risk_without_the_distance_to_the_renewal(scored, model_view):
+    from models.health import yearly_log_odds
     from models.renewal import DAYS_TO_RENEWAL, TERM_LENGTH
 
     model, today = model_view
@@ -84,11 +85,15 @@ def test_score_is_the_renewal_risk_without_the_distance_to_the_renewal(scored, m
     np.testing.assert_allclose(scored.loc[ok, "churn_probability"], model.churn_probability(X)[ok],
                                rtol=1e-9)
     contributions = model.contributions(X)
-    expected = model.scale_.score(np.log(risk / (1 - risk)) - contributions[DAYS_TO_RENEWAL].to_numpy())
+    term = X[TERM_LENGTH].to_numpy()
+    # The renewal risk without the distance to the renewal, over a year of renewals.
+    renewal = np.log(risk / (1 - risk)) - contributions[DAYS_TO_RENEWAL].to_numpy()
+    expected = model.scale_.score(yearly_log_odds(renewal, term))
     np.testing.assert_allclose(scored.loc[ok, "health_score"], expected[ok], atol=0.051)  # to 0.1
     # The reference is per account: the model's base plus its term length's contribution.
     start = (contributions["base"] + contributions[TERM_LENGTH]).to_numpy()
-    np.testing.assert_allclose(scored["reference_score"], model.scale_.score(start), atol=0.0051)
+    np.testing.assert_allclose(scored["reference_score"],
+                               model.scale_.score(yearly_log_odds(start, term)), atol=0.0051)
     assert scored["reference_score"].nunique() > 1
     # The renewal date is the as-of date plus the days to the next renewal.
     days = (pd.to_datetime(scored["renewal_date"]) - pd.to_datetime(scored["as_of_date"])).dt.days

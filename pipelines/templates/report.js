@@ -134,7 +134,12 @@
   const k = D.kpis;
   byId("kpis").append(
     ...[["Accounts scored", fmt.int(k.scored) + (k.accounts !== k.scored ? ` of ${fmt.int(k.accounts)}` : "")],
-      ["ARR at risk (" + meta.at_risk_bands.join(" + ") + ")", fmt.money(k.at_risk_arr) + " of " + fmt.money(k.arr)],
+      ...(() => {  // The headline: ARR the book can expect to lose in a year, with its interval.
+        const fc = D.forecast, year = fc && fc.periods ? fc.periods.find((p) => p.period === "Next 12 months") : null;
+        return year ? [["Expected ARR lost in the next 12 months (" + fmt.pct(fc.level) + " interval " + fmt.money(year.low) + " – " + fmt.money(year.high) + ")",
+          fmt.money(year.expected_arr_lost) + " of " + fmt.money(k.arr)]] : [];
+      })(),
+      ["ARR in " + meta.at_risk_bands.join(" + "), fmt.money(k.at_risk_arr) + " of " + fmt.money(k.arr)],
       ["Newly " + meta.bands[0], fmt.int(k.newly_worst)],
       ["Median health score", fmt.num(k.median_score)]].map(([label, value]) => el("div", { class: "kpi" }, el("b", {}, value), el("span", {}, label))));
 
@@ -213,10 +218,34 @@
     const ln = Object.keys(bt.lift);
     lift.append(lines({ xs: bt.lift[ln[0]].worked, xNumeric: true, xFormat: (v) => fmt.pct(v), yMin: 0, yMax: 1, yFormat: (v) => fmt.pct(v),
       series: [...ln.map((n, i) => ({ name: n, ys: bt.lift[n].found, color: SERIES[i] })), { name: "Random", ys: bt.lift[ln[0]].worked, color: "#cbd5e0", dash: "4 3", width: 1 }] }));
-    const bands = el("div", { class: "panel" }, el("h3", {}, "Observed churn per band (backtest)"),
-      table(["Band", "Observations", "Churned"], bt.bands.map((b) => [chip(b.band), fmt.int(b.observations), fmt.pct(b.churn_rate, 1)]), [0, 1, 1]));
-    row.append(rel, lift, bands);
+    row.append(rel, lift);
     body.append(row);
+    // Do the bands rank real churn? Churn per account-year by band: pooled, per term, per segment.
+    const bandBody = el("div", { class: "panel" }, el("h3", {}, "Do the bands rank real churn? Churn per account-year by band (backtest)"));
+    if (bt.bands && bt.bands.length) {
+      const order = meta.bands.filter((b) => b !== "insufficient_data");
+      bandBody.append(el("p", { class: "muted" }, `Each backtest observation stands for the next ${bt.horizon_days} days of its account: ` +
+        `churn per account-year = churned observations ÷ (observations × ${bt.horizon_days} / 365.25). ` +
+        "A worse band should churn more per year for every kind of account; the share is of the group's observations."));
+      for (const [view, title] of [["pooled", "All accounts"], ["term", "By contract term"], ["segment", "By segment"]]) {
+        const rows = bt.bands.filter((b) => b.view === view);
+        if (!rows.length) continue;
+        const groups = [...new Set(rows.map((b) => b.group))];
+        bandBody.append(el("h4", {}, title));
+        bandBody.append(table([view === "pooled" ? "" : (view === "term" ? "Term" : "Segment"), ...order.map((b) => chip(b)), "Account-years"],
+          groups.map((g) => {
+            const of = (b) => rows.find((r) => r.group === g && r.band === b);
+            return [g === "all" ? "All" : g, ...order.map((b) => { const r = of(b);
+              return r && r.observations ? `${fmt.pct(r.churn_per_account_year, 1)} · ${fmt.pct(r.share)}` : "–"; }),
+              fmt.num(rows.filter((r) => r.group === g).reduce((a, r) => a + r.account_years, 0), 0)];
+          }), [0, ...order.map(() => 1), 1]));
+      }
+      const problems = bt.band_problems || [];
+      bandBody.append(el("p", { class: problems.length ? "warn" : "muted" }, problems.length ?
+        "Where the bands do not rank churn: " + problems.join("; ") + "." :
+        "The bands rank churn: it falls from band to band pooled and within every term length (bands with 100+ account-years), and at least three bands hold 5% of each term's accounts."));
+    } else bandBody.append(el("p", { class: "muted" }, "No per-band table: this model was trained by an older version (retrain to measure it)."));
+    body.append(bandBody);
     }
   }
   // Early warning: every renewal decision of the backtest period, ranked L days before it.
