@@ -76,7 +76,7 @@ demo: install ## Run the whole pipeline on built-in demo data (from a fresh clon
 	@echo ">> metric history: $(DEMO_DIR)-outputs/metric_history.parquet (an export of the store's)"
 	@echo ">> model:          MLflow store $(MLFLOW_TRACKING_URI), model 'healthscore' @champion"
 	@echo ">> scores:         $(DEMO_DIR)-outputs/scores.csv (this run's alerts: scores.alerts.csv)"
-	@echo ">> forecast:       $(DEMO_DIR)-outputs/scores.forecast.json (renewals of the next three months and quarter)"
+	@echo ">> forecast:       $(DEMO_DIR)-outputs/scores.forecast.json (the next three months, the quarter and the next 12 months)"
 	@echo ">> monitoring:     $(DEMO_DIR)-outputs/scores.monitor.json (and the MLflow experiment healthscore-monitoring)"
 	@echo ">> report:         $(DEMO_DIR)-outputs/report.html (open it in a browser)"
 	@echo ">> experiments:    make mlflow-ui (it prints the links to the training and monitoring runs)"

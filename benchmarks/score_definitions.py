@@ -5,7 +5,7 @@ Reproduces the band tables behind the score's definition in docs/model.md:
     .venv/bin/python benchmarks/score_definitions.py
 
 For each book: build the metric history, label the observations with outcomes known at
-the end of the data, and walk forward over the reported folds with the default model.
+the end of the data, and walk forward over the reported folds with the default model (the blend).
 Each fold's model scores its test rows three ways:
 
 * ``per_renewal``: the risk at the next renewal without the distance to it (the score
@@ -15,8 +15,9 @@ Each fold's model scores its test rows three ways:
 * ``relative_to_term``: the yearly risk relative to the training rows of the same term
   length (its log-odds minus the median of its term's, plus the overall median).
 
-Then churn per account-year by band (:mod:`models.band_churn`), pooled and within each
-term length, and the problems :func:`models.band_churn.ranking_problems` finds. The books:
+Then churn per account-year by band (:mod:`models.band_churn`: churned renewal decisions
+per account-year of the terms decided), pooled and within each term length, and the
+problems :func:`models.band_churn.ranking_problems` finds. The books:
 demo books of seeds 7 and 13 (400 accounts, two years) and a book of the test generator
 (``tests/books.py``: 900 accounts, 800 days, half monthly and half annual), whole and cut
 to the contract's required columns. Results go to
@@ -38,6 +39,7 @@ from features.catalog import available_columns, catalog
 from healthscore.config import Config
 from healthscore.simulate import SimulationConfig, simulate_book
 from models.backtest import fold_plan, evaluable, walk_forward
+from models.blend import TREES_ONLY
 from models.band_churn import band_churn, ranking_problems, term_kind
 from models.health import HealthScale, yearly_log_odds
 from models.observations import decision_weights, label_all
@@ -56,8 +58,8 @@ def _fitter(config: Config, metric_catalog):
 
     def fit(train: pd.DataFrame):
         features = feature_columns(train)
-        model = lightgbm(m, metric_catalog).fit(train[features], train["churned"],
-                                                train["label_known_at"], decision_weights(train))
+        model = lightgbm(m, metric_catalog, blend_weights=m.blend_weights or TREES_ONLY).fit(
+            train[features], train["churned"], train["label_known_at"], decision_weights(train))
         old_scale = HealthScale(float(train["churned"].mean()))
         yearly_train = model.health_log_odds(train[features])
         kinds = term_kind(train[TERM_LENGTH])
@@ -99,7 +101,7 @@ def run(name: str, tables: dict[str, pd.DataFrame], own: tuple[str, ...], config
                                None, m.horizon_days, m.lead_days)
     rows = []
     for definition, part in predictions.groupby("model"):
-        table = band_churn(part, m.horizon_days)
+        table = band_churn(part)
         problems = ranking_problems(table)
         print(f"{name} {definition}: {'; '.join(problems) or 'the bands rank churn'}")
         for r in table.to_dict("records"):

@@ -68,17 +68,22 @@ class HandWeightedScorecard(ClassifierMixin, BaseEstimator):
             self.link_ = LogisticRegression().fit(health, np.asarray(y))
         return self
 
+    def _metric_score(self, X: pd.DataFrame, metric: str, direction: str) -> np.ndarray:
+        """A metric's 0-10 score: its training percentile, flipped where higher is
+        riskier (NaN where the value is missing)."""
+        ref = self.quantiles_[metric]
+        values = X[metric].to_numpy(dtype=float)
+        pct = np.searchsorted(ref, values, side="right") / len(ref)
+        return np.where(np.isnan(values), np.nan,
+                        10 * (pct if direction == Direction.HEALTHIER else 1 - pct))
+
     def category_scores(self, X: pd.DataFrame) -> pd.DataFrame:
         """Each category's 0-10 score (neutral 5 when nothing in it is known)."""
         out = {}
         for name, (_, metrics) in self.categories_.items():
             parts = []
             for metric, direction in metrics:
-                ref = self.quantiles_[metric]
-                values = X[metric].to_numpy(dtype=float)
-                pct = np.searchsorted(ref, values, side="right") / len(ref)
-                score = 10 * (pct if direction == Direction.HEALTHIER else 1 - pct)
-                parts.append(np.where(np.isnan(values), np.nan, score))
+                parts.append(self._metric_score(X, metric, direction))
             if parts:
                 stacked = np.vstack(parts)
                 known = ~np.isnan(stacked)
@@ -113,13 +118,7 @@ class HandWeightedScorecard(ClassifierMixin, BaseEstimator):
         slope = float(self.link_.coef_[0, 0])
         out = pd.DataFrame(0.0, index=X.index, columns=list(X.columns))
         for _, (weight, metrics) in card.items():
-            parts = {}
-            for metric, direction in metrics:
-                ref = self.quantiles_[metric]
-                values = X[metric].to_numpy(dtype=float)
-                pct = np.searchsorted(ref, values, side="right") / len(ref)
-                parts[metric] = np.where(np.isnan(values), np.nan,
-                                         10 * (pct if direction == Direction.HEALTHIER else 1 - pct))
+            parts = {metric: self._metric_score(X, metric, direction) for metric, direction in metrics}
             if not parts:
                 continue
             known = np.maximum(sum((~np.isnan(v)).astype(float) for v in parts.values()), 1.0)

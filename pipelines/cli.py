@@ -406,12 +406,41 @@ def _print_backtest(result, cfg) -> None:
             warning.add_row(model, *(f"{by.loc[l, 'roc_auc']:.3f} / {by.loc[l, 'pr_auc']:.3f}"
                                      if l in by.index else "–" for l in leads))
         out.print(warning)
+    bands = result.extra.get("bands")
+    if bands is not None and len(bands):
+        _print_bands(bands)
+    blend = result.extra.get("blend")
+    if blend:
+        out.print(f"The model blends the trees, the logistic regression and the scorecard "
+                  f"{blend[0]:.2f} / {blend[1]:.2f} / {blend[2]:.2f} (model.blend_weights).",
+                  highlight=False)
     check = result.extra.get("forecast_check")
     if check:
         out.print(f"Renewal forecast backtest: the ARR lost fell inside the 80% interval in "
                   f"{check['coverage']:.0%} of {check['months']} past months; forecast "
                   f"{check['expected_arr_lost']:,.0f} against {check['actual_arr_lost']:,.0f} lost.",
                   highlight=False)
+
+
+def _print_bands(bands) -> None:
+    """Churn per account-year by band, pooled and per term, and whether the bands rank it."""
+    from models.band_churn import ranking_problems
+
+    table = Table(title="Do the bands rank real churn? Churn per account-year by band in the "
+                        "backtest (share of the group's observations)")
+    order = list(dict.fromkeys(bands["band"]))
+    table.add_column("accounts")
+    for band in order:
+        table.add_column(band, justify="right")
+    for (view, group), rows in bands.loc[bands["view"] != "segment"].groupby(["view", "group"], sort=False):
+        by = rows.set_index("band")
+        table.add_row("all" if view == "pooled" else f"{group} terms",
+                      *(f"{by.loc[b, 'churn_per_account_year']:.0%} ({by.loc[b, 'share']:.0%})"
+                        if by.loc[b, "observations"] else "–" for b in order))
+    out.print(table)
+    problems = ranking_problems(bands)
+    out.print("The bands rank churn, pooled and within every term." if not problems else
+              "The bands do not rank churn everywhere: " + "; ".join(problems), highlight=False)
 
 
 @app.command()

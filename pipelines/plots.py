@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -57,6 +58,28 @@ def early_warning_figure(table: pd.DataFrame):
     ax.axhline(0.5, color="grey", linestyle="--", linewidth=1, label="coin")
     ax.set(xlabel="days before the renewal decision", ylabel="ROC-AUC",
            title="Early warning: renewal decisions ranked ahead of time")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def band_churn_figure(table: pd.DataFrame):
+    """Churn per account-year by band, all accounts and each term length side by side
+    (:func:`models.band_churn.band_churn`): a worse band should stand taller in every group."""
+    rows = table.loc[table["view"].isin(["pooled", "term"])]
+    groups = list(dict.fromkeys(rows["group"]))
+    bands = list(dict.fromkeys(rows["band"]))
+    colors = {"Critical": "#c53030", "At-risk": "#dd6b20", "Healthy": "#38a169", "Thriving": "#2b6cb0"}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    width = 0.8 / len(bands)
+    for i, band in enumerate(bands):
+        part = rows.loc[rows["band"] == band].set_index("group").reindex(groups)
+        ax.bar(np.arange(len(groups)) + i * width, part["churn_per_account_year"].fillna(0.0),
+               width, label=band, color=colors.get(band))
+    ax.set_xticks(np.arange(len(groups)) + width * (len(bands) - 1) / 2,
+                  ["all accounts" if g == "all" else f"{g} terms" for g in groups])
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.set(ylabel="churn per account-year", title="Do the bands rank real churn? (out-of-time backtest)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -43,7 +43,7 @@ CARD_METRICS = ("active_users_count_30d", "active_days_count_30d", "events_count
                 "renewal_days_to_next")
 CARD_WEEKS = 26
 # Models shown in the backtest section, in this order, with the names people know.
-BACKTEST_MODELS = {"lightgbm": "The model (LightGBM, blended with the baselines when they help)",
+BACKTEST_MODELS = {"lightgbm": "The model (LightGBM blended with the baselines)",
                    "lightgbm_trees": "LightGBM alone", "logistic": "Logistic baseline",
                    "scorecard": "Hand-weighted scorecard"}
 
@@ -193,7 +193,7 @@ def _backtest(name: str | None, version: str, model, config: Config) -> dict:
 
 
 # The early-warning table's models, with the names people know.
-EARLY_WARNING_MODELS = {**BACKTEST_MODELS,
+EARLY_WARNING_MODELS = {**{k: v for k, v in BACKTEST_MODELS.items() if k != "lightgbm_trees"},
                         "lightgbm_no_contract": "LightGBM without any contract metric"}
 
 

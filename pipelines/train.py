@@ -213,7 +213,8 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
             _log_backtest(summary, forecast_check)
         contributions = final.contributions(latest[features])
         _log_figures(predictions, contributions, latest[features],
-                     None if summary is None else summary["early_warning"])
+                     None if summary is None else summary["early_warning"],
+                     None if summary is None else summary.get("bands"))
         _log_tables(summary, predictions, weights, forecast_check)
         logged = registry.log_model(final, m.horizon_days,
                                     {"as_of": str(as_of), "features": features, "spec": spec},
@@ -235,6 +236,8 @@ def train(data_dir: Path, as_of: dt.date | None, config: Config,
                        float(known["churned"].mean()),
                        extra={"notes": notes, "not_built": data.not_built,
                               "early_warning": None if summary is None else summary["early_warning"],
+                              "bands": None if summary is None else summary.get("bands"),
+                              "blend": tuple(final.blend_weights_),
                               "forecast_check": (forecast_summary(forecast_check)
                                                  if forecast_check is not None and len(forecast_check)
                                                  else None)})
@@ -322,7 +325,7 @@ def _log_backtest(summary: dict[str, pd.DataFrame], forecast_check: pd.DataFrame
                 mlflow.log_metric(f"fold.{row['model']}.{key}", float(row[key]), step=step)
 
 
-def _log_figures(predictions, contributions, X, early_warning=None) -> None:
+def _log_figures(predictions, contributions, X, early_warning=None, bands=None) -> None:
     reported = None if predictions is None else predictions.loc[
         (predictions["fold"] >= 1) & predictions["y"].notna()]
     figures = [] if reported is None else [
@@ -330,6 +333,8 @@ def _log_figures(predictions, contributions, X, early_warning=None) -> None:
         ("lift_chart.png", plots.lift_figure(reported))]
     if early_warning is not None and len(early_warning):
         figures.append(("early_warning.png", plots.early_warning_figure(early_warning)))
+    if bands is not None and len(bands):
+        figures.append(("band_churn.png", plots.band_churn_figure(bands)))
     for name, fig in [*figures, ("shap_summary.png", plots.shap_summary_figure(contributions, X))]:
         mlflow.log_figure(fig, f"plots/{name}")
         plt.close(fig)

@@ -155,7 +155,7 @@ def test_make_demo_path_end_to_end(tmp_path):
     payload = payload_of(report.read_text(encoding="utf-8"))
     assert payload["meta"]["runs"] == 4 and payload["backtest"]["available"]
     assert {m["model"] for m in payload["backtest"]["models"]} >= {
-        "The model (LightGBM, blended with the baselines when they help)", "Hand-weighted scorecard",
+        "The model (LightGBM blended with the baselines)", "Hand-weighted scorecard",
         "Logistic baseline"}
     # The bands' churn per account-year, pooled and per term, and the year's expected loss.
     views = {(b["view"], b["group"]) for b in payload["backtest"]["bands"]}

@@ -224,9 +224,10 @@
     const bandBody = el("div", { class: "panel" }, el("h3", {}, "Do the bands rank real churn? Churn per account-year by band (backtest)"));
     if (bt.bands && bt.bands.length) {
       const order = meta.bands.filter((b) => b !== "insufficient_data");
-      bandBody.append(el("p", { class: "muted" }, `Each backtest observation stands for the next ${bt.horizon_days} days of its account: ` +
-        `churn per account-year = churned observations ÷ (observations × ${bt.horizon_days} / 365.25). ` +
-        "A worse band should churn more per year for every kind of account; the share is of the group's observations."));
+      bandBody.append(el("p", { class: "muted" }, "Out of time: each observation scored by the model of its fold, judged by the outcome of its " +
+        "contract term, each renewal decision counted once. Churn per account-year = churned decisions ÷ account-years of the terms " +
+        "decided (a monthly term is a twelfth of a year). A worse band should churn more per year for every kind of account. " +
+        "Cells: churn per account-year · the band's share of the group's observations."));
       for (const [view, title] of [["pooled", "All accounts"], ["term", "By contract term"], ["segment", "By segment"]]) {
         const rows = bt.bands.filter((b) => b.view === view);
         if (!rows.length) continue;
