@@ -1,4 +1,4 @@
-"""The learned models: a regularised logistic baseline and calibrated LightGBM.
+"""The learned models: a regularised logistic baseline and calibrated LightGBM, blended.
 
 ``CalibratedLightGBM`` is the whole fitted pipeline that scoring needs: the metric
 columns it was trained on, the booster and a Platt calibrator fitted out-of-time (on
@@ -6,7 +6,10 @@ the latest training observations, which the booster did not learn from). Platt s
 keeps log-odds linear: calibrated log-odds = a * booster log-odds + b, so the booster's
 SHAP contributions, times a, are exact contributions to the calibrated log-odds. An
 isotonic calibrator is fitted next to it on the same rows, for the backtest's
-comparison only.
+comparison only. With ``blend_weights`` the trees' calibrated log-odds are blended with
+a direction-bound logistic regression's and the practitioners' scorecard's (both
+linear, so every metric's contribution stays exact) and calibrated once more with the
+contract calendar (:mod:`models.blend`).
 """
 
 from __future__ import annotations
@@ -168,7 +171,11 @@ class CalibratedLightGBM(ClassifierMixin, BaseEstimator):
         calibration_days: The latest days of observations held out of the booster, to
             early-stop it and fit the calibrators.
         seed: Random seed.
+        score_reference, score_points_to_double: The health score's scale
+            (:class:`models.health.HealthScale`).
         horizon_days, lead_days: The window of :meth:`churn_probability`.
+        blend_weights: (trees, logistic, scorecard) weights summing to 1; None: the
+            trees alone.
     """
 
     def __init__(self, params: dict | None = None, directions: dict | None = None,
