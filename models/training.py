@@ -90,10 +90,10 @@ def fitters(config: ModelConfig, catalog: tuple[Metric, ...], early: bool = Fals
             if product:  # the product's score: its bands are judged too
                 risk.health_score = lambda t: model.health_score(t[features])
             out = {name: risk}
+            if product and config.blend:  # the trees alone: what later folds' blends are chosen on
+                out["lightgbm_trees"] = lambda t: model.predict_proba(t[features], "trees")[:, 1]
             if product and not early:
                 out["lightgbm_isotonic"] = lambda t: model.predict_proba(t[features], "isotonic")[:, 1]
-                if config.blend:  # the trees alone: what the next folds' blends are chosen on
-                    out["lightgbm_trees"] = lambda t: model.predict_proba(t[features], "trees")[:, 1]
             return out
         return fit
 
