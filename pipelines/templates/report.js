@@ -52,8 +52,8 @@
 
   // ----------------------------------------------------------------- charts (SVG)
   // Horizontal bars: [{label, value, color, text}]
-  function hbars(items, width = 460) {
-    const rowH = 24, left = 150, right = 110, max = Math.max(1e-9, ...items.map((i) => Math.abs(i.value)));
+  function hbars(items, width = 460, scaleMax = null) {  // scaleMax: one scale for several charts
+    const rowH = 24, left = 150, right = 110, max = scaleMax || Math.max(1e-9, ...items.map((i) => Math.abs(i.value)));
     const s = svg("svg", { viewBox: `0 0 ${width} ${items.length * rowH + 4}`, width: "100%", role: "img" });
     items.forEach((it, k) => {
       const y = k * rowH + 2, w = (width - left - right) * Math.abs(it.value) / max;
@@ -241,6 +241,16 @@
               fmt.num(rows.filter((r) => r.group === g).reduce((a, r) => a + r.account_years, 0), 0)];
           }), [0, ...order.map(() => 1), 1]));
       }
+      // The same, drawn: a worse band should stand longer in every group.
+      const charts = el("div", { class: "row" });
+      const top = Math.max(1e-9, ...bt.bands.filter((b) => b.view !== "segment" && b.observations).map((b) => b.churn_per_account_year || 0));
+      for (const g of [...new Set(bt.bands.filter((b) => b.view !== "segment").map((b) => b.group))]) {
+        const rows = bt.bands.filter((b) => b.view !== "segment" && b.group === g && b.observations);
+        charts.append(el("div", { class: "panel" }, el("h4", {}, g === "all" ? "All accounts" : `${g} terms`),
+          hbars(rows.map((r) => ({ label: r.band, value: r.churn_per_account_year, color: COLORS[r.band],
+            text: fmt.pct(r.churn_per_account_year, 1) + " a year" })), 360, top)));
+      }
+      bandBody.append(charts);
       const problems = bt.band_problems || [];
       bandBody.append(el("p", { class: problems.length ? "warn" : "muted" }, problems.length ?
         "Where the bands do not rank churn: " + problems.join("; ") + "." :
