@@ -41,7 +41,7 @@ from healthscore.simulate import SimulationConfig, simulate_book
 from models.backtest import fold_plan, evaluable, walk_forward
 from models.blend import TREES_ONLY
 from models.band_churn import band_churn, ranking_problems, term_kind
-from models.health import HealthScale, yearly_log_odds
+from models.health import HealthScale
 from models.observations import decision_weights, label_all
 from models.renewal import TERM_LENGTH, health_log_odds
 from models.training import lightgbm

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from models.health import BAND_ORDER, assign_bands, renewals_per_year
+from models.observations import decision_weights
 
 # Term lengths by name: the upper bound in days of each kind (a month is 28-31 days).
 TERMS = ((45, "monthly"), (135, "quarterly"), (270, "half-yearly"), (400, "annual"),
@@ -73,12 +74,11 @@ def band_churn(predictions: pd.DataFrame, segments: pd.Series | None = None,
     ['annual', 'monthly']
     """
     rows = predictions.loc[predictions["y_renewal"].notna() & predictions["health_score"].notna()]
-    weight = 1.0 / rows.groupby(["account_id", "renewal_date"], dropna=False)["account_id"].transform("size")
+    weight = decision_weights(rows, scaled=False)
     years = 1.0 / renewals_per_year(rows["term_days"].to_numpy(dtype=float, na_value=np.nan))
     rows = rows.assign(band=assign_bands(rows["health_score"].to_numpy(), scheme),
-                       term=term_kind(rows["term_days"]), w=weight.to_numpy(),
-                       wy=weight.to_numpy() * rows["y_renewal"].to_numpy(dtype=float),
-                       wyears=weight.to_numpy() * years)
+                       term=term_kind(rows["term_days"]), w=weight,
+                       wy=weight * rows["y_renewal"].to_numpy(dtype=float), wyears=weight * years)
     views = [("pooled", rows.assign(group="all")), ("term", rows.assign(group=rows["term"]))]
     if segments is not None:
         views.append(("segment", rows.assign(

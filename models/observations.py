@@ -167,13 +167,14 @@ def label_all(metric_history: pd.DataFrame, subscriptions: pd.DataFrame, as_of: 
     return observations
 
 
-def decision_weights(observations: pd.DataFrame) -> np.ndarray:
+def decision_weights(observations: pd.DataFrame, scaled: bool = True) -> np.ndarray:
     """A weight per observation so that every renewal decision counts once.
 
     An annual term has about 52 weekly observations and a monthly one about 4, all
     labelled by the same outcome: unweighted, the trees see each annual decision 13
     times over and overfit those few outcomes. Each observation weighs 1 / (the
-    observations of its decision), scaled to a mean of 1.
+    observations of its decision), scaled to a mean of 1 (``scaled``; else they sum
+    to the number of decisions).
 
     >>> frame = pd.DataFrame({"account_id": ["a", "a", "b"],
     ...     "renewal_date": pd.to_datetime(["2025-01-01"] * 3)})
@@ -182,4 +183,4 @@ def decision_weights(observations: pd.DataFrame) -> np.ndarray:
     """
     size = observations.groupby(["account_id", "renewal_date"], dropna=False)["account_id"].transform("size")
     weight = 1.0 / size.to_numpy(dtype=float)
-    return weight / weight.mean()
+    return weight / weight.mean() if scaled else weight

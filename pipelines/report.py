@@ -73,7 +73,7 @@ def report(scores_file: Path, data_dir, out: Path, config: Config,
     uri = model_uri or f"models:/{config.model.registered_model}/{version}"
     wrapped, loaded_version = registry.load(uri)
     name = uri.removeprefix("models:/").split("/")[0].split("@")[0] if uri.startswith("models:/") else None
-    backtest = _backtest(name, loaded_version, wrapped.model, config)
+    backtest = _backtest(name, loaded_version, config)
 
     progress("reading the metric histories for the cards")
     book = load_book(data_dir, as_of.date(), config, store=store, progress=progress,
@@ -136,7 +136,7 @@ def _read_scores(path: Path) -> pd.DataFrame:
     return scores
 
 
-def _backtest(name: str | None, version: str, model, config: Config) -> dict:
+def _backtest(name: str | None, version: str, config: Config) -> dict:
     """The backtest of the run that logged registered model ``name`` version ``version``:
     metrics, curves and band churn (unavailable for a model outside the registry)."""
     if name is None:
